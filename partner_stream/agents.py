@@ -1,0 +1,91 @@
+"""The two agents: re-key upstream events by restaurant, then apply them to the table.
+
+Nothing here may crash a worker: an event that can never be applied goes to the
+dead-letter topic with its original bytes and the reason, is logged once, and
+the stream moves on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from faust.types import EventT
+
+from tables.model import RestaurantOrders
+from tables.transitions import Change, apply_event
+
+from . import metrics
+from .app import app as faust_app
+from .app import by_restaurant_topic, dead_letter_topic, order_events_topic, pending_orders, settings
+from .events import (
+    EventKind,
+    InvalidEvent,
+    decode_internal,
+    decode_upstream,
+    encode_internal,
+    timestamp_to_datetime,
+)
+
+log = logging.getLogger(__name__)
+
+_KIND_BY_TOPIC: dict[str, EventKind] = {
+    settings.topic_order_created: EventKind.CREATED,
+    settings.topic_order_accepted: EventKind.ACCEPTED,
+    settings.topic_order_rejected: EventKind.REJECTED,
+}
+
+#: Called with (restaurant_id, change, new_state) after each applied change; the hub subscribes.
+change_listeners: list[Callable[[str, Change, RestaurantOrders], None]] = []
+
+
+async def send_to_dead_letters(event: EventT, reason: str) -> None:
+    """Publish the original record unchanged, with where it came from and why it failed in headers."""
+    message = event.message
+    headers = [
+        ("x-dead-letter-reason", reason.encode()),
+        ("x-source-topic", message.topic.encode()),
+        ("x-source-partition", str(message.partition).encode()),
+        ("x-source-offset", str(message.offset).encode()),
+        ("x-source-timestamp-ms", str(int((message.timestamp or 0) * 1000)).encode()),
+    ]
+    log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+    metrics.DEAD_LETTERS.labels(source_topic=message.topic).inc()
+    await dead_letter_topic.send(key=message.key, value=message.value, headers=headers)
+
+
+@faust_app.agent(order_events_topic, name="rekey-by-restaurant")
+async def rekey_by_restaurant(stream: Any) -> None:
+    """Decode and validate upstream events, then forward them keyed by restaurant ID."""
+    async for event in stream.events():
+        message = event.message
+        kind = _KIND_BY_TOPIC[message.topic]
+        try:
+            order_event = decode_upstream(kind, message.value, timestamp_to_datetime((message.timestamp or 0) * 1000))
+        except InvalidEvent as exc:
+            await send_to_dead_letters(event, exc.reason)
+            continue
+        await by_restaurant_topic.send(key=order_event.restaurant_id, value=encode_internal(order_event))
+
+
+@faust_app.agent(by_restaurant_topic, name="apply-to-pending-orders")
+async def apply_to_pending_orders(stream: Any) -> None:
+    """The only writer of ``pending-orders``: one restaurant's events arrive in order on one partition."""
+    async for event in stream.events():
+        try:
+            order_event = decode_internal(event.value)
+        except InvalidEvent as exc:
+            await send_to_dead_letters(event, exc.reason)
+            continue
+        restaurant_id = order_event.restaurant_id
+        state = pending_orders.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
+        new_state, change = apply_event(state, order_event, resolved_memory=settings.resolved_memory)
+        metrics.EVENTS_APPLIED.labels(kind=order_event.kind.value, changed=str(change is not None)).inc()
+        if new_state is state:
+            continue
+        # Assignment (never in-place mutation) is what writes the changelog.
+        pending_orders[restaurant_id] = new_state
+        if change is not None:
+            for listener in change_listeners:
+                listener(restaurant_id, change, new_state)

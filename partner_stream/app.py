@@ -1,0 +1,113 @@
+"""The Faust app, its topics and the pending-orders table, built from :mod:`settings`.
+
+Data flow: the three upstream topics -> ``rekey_by_restaurant`` (decode, validate,
+dead-letter) -> the internal by-restaurant topic -> ``apply_to_pending_orders``
+-> the ``pending-orders`` table (RocksDB + changelog) -> the hub.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from tables.storage import create_table
+
+from . import transport
+from .settings import ENV_PREFIX, Settings, get_settings
+
+
+def embedded_broker_overrides() -> dict[str, Any]:
+    """Faust settings the embedded Tansu broker needs; never applied to a real cluster.
+
+    - ``producer_max_batch_size=1``: Tansu's ListOffsets(LATEST) answers the newest batch's
+      base offset + 1, so multi-record batches make table recovery fail its consistency check.
+    - Short session timeout: Tansu holds every JoinGroup for session_timeout / 2.
+    """
+    return {
+        "producer_max_batch_size": 1,
+        "broker_session_timeout": 6.0,
+        "broker_heartbeat_interval": 1.0,
+        "broker_rebalance_timeout": 10.0,
+    }
+
+
+class PartnerStreamApp(faust.App):
+    """A Faust app that also knows its tuned fetch wait and mounts the hub's routes once."""
+
+    #: Consumer fetch max wait (ms) forced by :mod:`partner_stream.transport`, or None for Faust's.
+    fetch_max_wait_ms: int | None = None
+    #: Callbacks that add raw aiohttp routes (WebSockets) to Faust's web server before it starts.
+    _route_installers: list
+    _routes_installed: bool = False
+
+    def add_route_installer(self, installer: Any) -> None:
+        self._route_installers.append(installer)
+
+    def on_webserver_init(self, web: Any) -> None:
+        """Call when Faust builds its web server; under ``faust worker`` this runs three times."""
+        if self._routes_installed:
+            return
+        self._routes_installed = True
+        for installer in self._route_installers:
+            installer(web.web_app)
+
+
+def create_app(settings: Settings) -> PartnerStreamApp:
+    transport.register()
+    brokers = [url for url in settings.broker_url.split(";") if url.strip()]
+    options: dict[str, Any] = {
+        "broker": brokers,
+        "env_prefix": ENV_PREFIX,
+        "store": "rocksdb://",
+        "datadir": str(settings.app_datadir),
+        "topic_partitions": settings.topic_partitions,
+        "web_bind": settings.web_bind,
+        "web_port": settings.web_port,
+        "processing_guarantee": "at_least_once",
+        # A new deployment reads what the OrderService already wrote: no order is skipped.
+        "consumer_auto_offset_reset": "earliest",
+        "autodiscover": False,
+        "origin": "partner_stream",
+    }
+    if settings.web_host:
+        options["web_host"] = settings.web_host
+    if settings.embedded:
+        options.update(embedded_broker_overrides())
+    fetch_wait = settings.effective_fetch_max_wait_ms
+    if fetch_wait is not None:
+        options["broker_consumer"] = transport.consumer_urls(brokers)
+    app = PartnerStreamApp(settings.app_id, **options)
+    app._route_installers = []
+    app.fetch_max_wait_ms = fetch_wait
+    return app
+
+
+settings = get_settings()
+app = create_app(settings)
+
+#: Upstream topics, consumed as raw bytes: the producer is .NET and writes plain JSON.
+order_events_topic = app.topic(
+    settings.topic_order_created,
+    settings.topic_order_accepted,
+    settings.topic_order_rejected,
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+#: Every event re-keyed by restaurant ID: one ordered stream per restaurant, co-partitioned
+#: with the table, whatever partitioner the upstream producer used.
+by_restaurant_topic = app.topic(
+    f"{settings.app_id}-orders-by-restaurant",
+    key_type=str,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=settings.topic_partitions,
+    internal=True,
+)
+
+#: Events we can never apply, with their original bytes and the reason in headers.
+dead_letter_topic = app.topic(settings.topic_dead_letter, key_serializer="raw", value_serializer="raw")
+
+#: Each restaurant's pending orders (RocksDB + changelog), co-partitioned with the re-key topic.
+pending_orders = create_table(app, partitions=settings.topic_partitions)

@@ -1,0 +1,248 @@
+"""The ``partner-stream`` command: embedded broker, dev stack, worker and order publishing.
+
+The worker itself is Faust's: ``partner-stream worker`` is ``faust -A partner_stream worker``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import click
+
+from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker
+
+DEV_DATA_DIR = Path(".partner-stream-dev")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """partner-stream: restaurant orders from Kafka to partner tablets, never losing one."""
+
+
+@main.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Loopback or interface to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+def broker(host: str, port: int) -> None:
+    """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
+    embedded = EmbeddedBroker(host=host, port=port)
+    try:
+        embedded.start()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Embedded broker (Tansu, in-memory) listening on {embedded.url}. Ctrl-C stops it.")
+    click.echo("Workers need PARTNER_STREAM_BROKER_PROFILE=embedded against this broker.")
+    try:
+        _wait_for_interrupt(lambda: embedded.process is not None and embedded.process.poll() is None)
+    finally:
+        embedded.stop()
+        click.echo("Broker stopped; its topics are gone.")
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def worker(ctx: click.Context) -> None:
+    """Run a worker: same as ``faust -A partner_stream worker -l info [ARGS]``."""
+    args = [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info", *ctx.args]
+    os.execv(sys.executable, args)
+
+
+@main.command()
+@click.option("--web-port", default=5003, show_default=True, type=int, help="Worker HTTP/WebSocket port.")
+@click.option("--broker-port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option(
+    "--sample-orders/--no-sample-orders",
+    default=True,
+    show_default=True,
+    help="Publish sample orders for restaurants 1-3 and resolve old ones.",
+)
+@click.option("--interval", default=3.0, show_default=True, help="Seconds between sample orders.")
+@click.option(
+    "--data-dir",
+    default=DEV_DATA_DIR,
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Worker state; wiped at start because the embedded broker starts empty.",
+)
+def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, data_dir: Path) -> None:
+    """Run the whole service locally: embedded broker + one worker (+ sample orders)."""
+    from .samples import generate_orders
+    from .settings import Settings
+
+    embedded = EmbeddedBroker(port=broker_port)
+    try:
+        embedded.start()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    shutil.rmtree(data_dir, ignore_errors=True)
+    env = {
+        **os.environ,
+        "PARTNER_STREAM_BROKER_URL": embedded.url,
+        "PARTNER_STREAM_BROKER_PROFILE": "embedded",
+        "PARTNER_STREAM_APP_DATADIR": str(data_dir),
+        "PARTNER_STREAM_WEB_PORT": str(web_port),
+        "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
+        "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
+    }
+    worker_process = subprocess.Popen(
+        [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info"], env=env
+    )
+    base = f"http://127.0.0.1:{web_port}"
+    try:
+        _wait_until_ready(f"{base}/readyz", worker_process, timeout=90.0)
+        _print_banner(base, embedded.url, sample_orders)
+        if sample_orders:
+            settings = Settings(**{"broker_url": embedded.url})
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(generate_orders(settings, ["1", "2", "3"], interval=interval))
+        else:
+            _wait_for_interrupt(lambda: worker_process.poll() is None)
+    finally:
+        _stop_process(worker_process)
+        embedded.stop()
+        click.echo("partner-stream dev stopped.")
+
+
+@main.group()
+def order() -> None:
+    """Publish order events to Kafka, as the OrderService would (PascalCase JSON)."""
+
+
+def _publish(action: str, **kwargs: str | None) -> None:
+    from .samples import OrderPublisher, order_created
+    from .settings import get_settings
+
+    settings = get_settings()
+
+    async def run() -> None:
+        async with OrderPublisher(settings) as publisher:
+            if action == "create":
+                body = order_created(kwargs["restaurant"] or "1", kwargs.get("order_id"), kwargs.get("customer"))
+                await publisher.create(body)
+                click.echo(f"published OrderCreated {body['OrderId']} for restaurant {body['RestaurantId']}")
+            elif action == "accept":
+                await publisher.accept(kwargs["order_id"] or "", kwargs["restaurant"] or "")
+                click.echo(f"published OrderAccepted {kwargs['order_id']}")
+            else:
+                await publisher.reject(kwargs["order_id"] or "", kwargs["restaurant"] or "", kwargs.get("reason"))
+                click.echo(f"published OrderRejected {kwargs['order_id']}")
+
+    asyncio.run(run())
+
+
+@order.command("create")
+@click.option("--restaurant", required=True, help="Restaurant ID.")
+@click.option("--order-id", default=None, help="Order ID (default: a new GUID).")
+@click.option("--customer", default=None)
+def order_create(restaurant: str, order_id: str | None, customer: str | None) -> None:
+    """Publish an OrderCreated with random items."""
+    _publish("create", restaurant=restaurant, order_id=order_id, customer=customer)
+
+
+@order.command("accept")
+@click.option("--restaurant", required=True)
+@click.argument("order_id")
+def order_accept(restaurant: str, order_id: str) -> None:
+    """Publish an OrderAccepted."""
+    _publish("accept", restaurant=restaurant, order_id=order_id)
+
+
+@order.command("reject")
+@click.option("--restaurant", required=True)
+@click.option("--reason", default=None)
+@click.argument("order_id")
+def order_reject(restaurant: str, order_id: str, reason: str | None) -> None:
+    """Publish an OrderRejected."""
+    _publish("reject", restaurant=restaurant, order_id=order_id, reason=reason)
+
+
+@main.command("schemas")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write to a file instead of stdout.")
+def schemas(out: Path | None) -> None:
+    """Print the JSON Schema of the upstream events (the contract with the OrderService)."""
+    import json
+
+    from .events import json_schemas
+
+    text = json.dumps(json_schemas(), indent=2) + "\n"
+    if out:
+        out.write_text(text)
+    else:
+        click.echo(text, nl=False)
+
+
+def _wait_for_interrupt(alive: object) -> None:
+    """Block until Ctrl-C/SIGTERM or until ``alive()`` turns false."""
+    stop = {"now": False}
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        while not stop["now"] and alive():  # type: ignore[operator]
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise click.ClickException(f"worker exited with code {process.returncode}; see its log above")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.25)
+    raise click.ClickException(f"worker was not ready within {timeout:.0f} s ({url})")
+
+
+def _stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _print_banner(base: str, broker_url: str, sample_orders: bool) -> None:
+    lines = [
+        "",
+        "  partner-stream dev is ready",
+        f"  broker (embedded Tansu)   {broker_url}",
+        f"  pending orders (HTTP)     {base}/api/restaurants/1/pending-orders",
+        f"  health / readiness        {base}/healthz  {base}/readyz",
+        "  sample orders             " + ("restaurants 1-3, one every few seconds" if sample_orders else "off"),
+        "  publish an order          PARTNER_STREAM_BROKER_URL="
+        + broker_url
+        + " partner-stream order create --restaurant 42",
+        "  Ctrl-C stops everything (the embedded broker keeps nothing).",
+        "",
+    ]
+    width = max(len(line) for line in lines) + 2
+    click.echo("=" * width)
+    for line in lines:
+        click.echo(line)
+    click.echo("=" * width)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The pending-orders table: its value model, pure state transitions and read-only queries."""

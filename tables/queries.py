@@ -1,0 +1,67 @@
+"""Read-only views of a restaurant's value, in the camelCase shape clients receive."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .model import PendingOrder, RestaurantOrders
+from .transitions import Change, OrderAdded, OrderResolved, OrderSeen
+
+
+def order_payload(order: PendingOrder, seq: int) -> dict[str, Any]:
+    """An order as tablets see it; ``seq`` is the restaurant's seq after the change."""
+    payload = order.model_dump(mode="json", by_alias=True, exclude={"seq"})
+    payload["seq"] = seq
+    return payload
+
+
+def snapshot_payload(state: RestaurantOrders) -> dict[str, Any]:
+    return {
+        "restaurantId": state.restaurant_id,
+        "seq": state.seq,
+        "orders": [order.model_dump(mode="json", by_alias=True) for order in state.pending],
+    }
+
+
+#: The hub method / plain message name for each kind of change.
+def change_name(change: Change) -> str:
+    match change:
+        case OrderAdded():
+            return "NewOrder"
+        case OrderResolved(resolution=resolution):
+            return "OrderAccepted" if resolution.value == "accepted" else "OrderRejected"
+        case OrderSeen():
+            return "OrderAcknowledged"
+    raise TypeError(f"not a change: {change!r}")
+
+
+def change_payload(change: Change) -> dict[str, Any]:
+    match change:
+        case OrderAdded(order=order, seq=seq):
+            return order_payload(order, seq)
+        case OrderResolved():
+            payload: dict[str, Any] = {
+                "orderId": change.order.order_id,
+                "restaurantId": change.order.restaurant_id,
+                "seq": change.seq,
+            }
+            if change.resolution.value == "accepted":
+                payload["acceptedAt"] = change.at.isoformat() if change.at else None
+                payload["estimatedReadyAt"] = (
+                    change.estimated_ready_at.isoformat() if change.estimated_ready_at else None
+                )
+            else:
+                payload["reason"] = change.reason
+            return payload
+        case OrderSeen(order=order, seq=seq):
+            return {
+                "orderId": order.order_id,
+                "restaurantId": order.restaurant_id,
+                "acknowledgedAt": order.acknowledged_at.isoformat() if order.acknowledged_at else None,
+                "seq": seq,
+            }
+    raise TypeError(f"not a change: {change!r}")
+
+
+def unseen_orders(state: RestaurantOrders) -> list[PendingOrder]:
+    return [order for order in state.pending if order.acknowledged_at is None]

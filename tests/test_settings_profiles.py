@@ -1,0 +1,43 @@
+"""Embedded-broker workarounds apply only to the embedded profile, never to a real cluster."""
+
+from __future__ import annotations
+
+import asyncio
+
+from partner_stream.app import create_app, embedded_broker_overrides
+from partner_stream.settings import Settings
+from partner_stream.transport import TunedFetchTransport
+
+
+def worker_fetch_wait_ms(settings: Settings) -> int:
+    app = create_app(settings)
+
+    async def build() -> int:
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)
+        try:
+            return consumer._fetch_max_wait_ms
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(build())
+
+
+def test_real_kafka_profile_keeps_faust_defaults() -> None:
+    app = create_app(Settings(broker_url="kafka://kafka-1:9092;kafka://kafka-2:9092"))
+    assert [str(u) for u in app.conf.broker_consumer] == ["kafka://kafka-1:9092", "kafka://kafka-2:9092"]
+    assert app.conf.producer_max_batch_size != 1
+    assert app.conf.broker_session_timeout != embedded_broker_overrides()["broker_session_timeout"]
+    assert worker_fetch_wait_ms(Settings()) == 1500
+
+
+def test_embedded_profile_applies_tansu_workarounds_and_short_fetch_wait() -> None:
+    settings = Settings(broker_profile="embedded", broker_url="kafka://127.0.0.1:9092")
+    app = create_app(settings)
+    assert app.conf.producer_max_batch_size == 1
+    assert app.conf.broker_session_timeout == 6.0
+    assert isinstance(app.transport, TunedFetchTransport)
+    assert worker_fetch_wait_ms(settings) == 5
+
+
+def test_fetch_wait_setting_applies_to_a_real_cluster_only_when_asked() -> None:
+    assert worker_fetch_wait_ms(Settings(fetch_max_wait_ms=100)) == 100

@@ -1,0 +1,1 @@
+"""HTTP and WebSocket edge of partner-stream: wire protocols, hub and static client."""
