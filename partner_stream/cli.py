@@ -75,6 +75,8 @@ def worker(ctx: click.Context) -> None:
 )
 def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, data_dir: Path) -> None:
     """Run the whole service locally: embedded broker + one worker (+ sample orders)."""
+    from web.auth import DEV_JWT_SECRET, mint_tablet_token
+
     from .samples import generate_orders
     from .settings import Settings
 
@@ -92,6 +94,8 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         "PARTNER_STREAM_WEB_PORT": str(web_port),
         "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
         "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
+        # Dev only: tablets sign in with tokens from `partner-stream token`, signed with the dev secret.
+        "PARTNER_STREAM_JWT_SECRET": os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
     }
     worker_process = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info"], env=env
@@ -99,7 +103,8 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     base = f"http://127.0.0.1:{web_port}"
     try:
         _wait_until_ready(f"{base}/readyz", worker_process, timeout=90.0)
-        _print_banner(base, embedded.url, sample_orders)
+        dev_token = mint_tablet_token("1", env["PARTNER_STREAM_JWT_SECRET"])
+        _print_banner(base, embedded.url, sample_orders, dev_token)
         if sample_orders:
             settings = Settings(**{"broker_url": embedded.url})
             with contextlib.suppress(KeyboardInterrupt):
@@ -165,6 +170,37 @@ def order_reject(restaurant: str, order_id: str, reason: str | None) -> None:
     _publish("reject", restaurant=restaurant, order_id=order_id, reason=reason)
 
 
+@main.command()
+@click.option("--restaurant", required=True, help="Restaurant the tablet serves.")
+@click.option("--ttl", default="12h", show_default=True, help="Lifetime: seconds, or with s/m/h/d suffix.")
+def token(restaurant: str, ttl: str) -> None:
+    """Mint a tablet token (HS256) with PARTNER_STREAM_JWT_SECRET, or the dev stack's secret if unset."""
+    from web.auth import DEV_JWT_SECRET, mint_tablet_token
+
+    from .settings import get_settings
+
+    settings = get_settings()
+    secret = settings.jwt_secret
+    if not secret:
+        secret = DEV_JWT_SECRET
+        click.echo("(signed with the dev secret: only `partner-stream dev` workers accept it)", err=True)
+    try:
+        seconds = _parse_duration(ttl)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--ttl") from None
+    click.echo(mint_tablet_token(restaurant, secret, ttl_seconds=seconds, claim=settings.jwt_restaurant_claim))
+
+
+def _parse_duration(text: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    multiplier = units.get(text[-1:])
+    number = text[:-1] if multiplier else text
+    if not number.isdigit() or int(number) <= 0:
+        raise ValueError(f"{text!r} is not a positive duration like 3600, 90m, 12h or 7d")
+    return int(number) * (multiplier or 1)
+
+
 @main.command("schemas")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write to a file instead of stdout.")
 def schemas(out: Path | None) -> None:
@@ -223,13 +259,17 @@ def _stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> No
         process.wait()
 
 
-def _print_banner(base: str, broker_url: str, sample_orders: bool) -> None:
+def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -> None:
     lines = [
         "",
         "  partner-stream dev is ready",
         f"  broker (embedded Tansu)   {broker_url}",
         f"  pending orders (HTTP)     {base}/api/restaurants/1/pending-orders",
         f"  health / readiness        {base}/healthz  {base}/readyz",
+        f"  SignalR hub               {base}/partnerhub?restaurantId=1",
+        f"  plain WebSocket           {base.replace('http', 'ws')}/ws/partner?restaurantId=1&access_token=<token>",
+        f"  tablet token (rest. 1)    {token}",
+        "  more tokens               partner-stream token --restaurant 42",
         "  sample orders             " + ("restaurants 1-3, one every few seconds" if sample_orders else "off"),
         "  publish an order          PARTNER_STREAM_BROKER_URL="
         + broker_url

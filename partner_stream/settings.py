@@ -62,6 +62,30 @@ class Settings(BaseSettings):
         500, ge=1, description="Resolved order ids remembered per restaurant, so late duplicates stay resolved."
     )
 
+    # --- tablet hub ---------------------------------------------------------------
+    jwt_secret: str | None = Field(
+        None, description="HS256 secret that signs tablet tokens. Set this or jwt_public_key; unset: hub refuses all."
+    )
+    jwt_public_key: str | None = Field(
+        None, description="PEM public key (or a path to one) for RS256/ES256 tablet tokens."
+    )
+    jwt_algorithms: list[str] = Field(
+        default_factory=lambda: ["HS256", "RS256", "ES256"], description="Accepted JWT algorithms."
+    )
+    jwt_audience: str | None = Field(None, description="Required `aud` claim, if set.")
+    jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
+    jwt_restaurant_claim: str = Field("restaurantId", description="Claim that names the tablet's restaurant.")
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins allowed to negotiate cross-origin (and to open sockets); `*` reflects any origin.",
+    )
+    hub_ping_interval: float = Field(10.0, gt=0, description="Seconds between server pings (SignalR needs <= 15).")
+    hub_client_timeout: float = Field(30.0, gt=0, description="Close a socket silent for this many seconds.")
+    hub_queue_size: int = Field(
+        256, ge=8, description="Outbound messages buffered per socket; a tablet further behind is told to resync."
+    )
+    hub_max_message_bytes: int = Field(64 * 1024, ge=1024, description="Largest WebSocket frame accepted.")
+
     @property
     def embedded(self) -> bool:
         return self.broker_profile is BrokerProfile.EMBEDDED

@@ -17,6 +17,7 @@ import aiohttp
 from partner_stream.broker import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TEST_JWT_SECRET = "test-secret-for-partner-stream-integration-tests"
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Worker:
                 "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
                 "PARTNER_STREAM_WEB_PORT": str(self.web_port),
                 "PYTHONUNBUFFERED": "1",
+                "PARTNER_STREAM_JWT_SECRET": TEST_JWT_SECRET,
                 **self.topics.env(),
                 **self.extra_env,
             }

@@ -1,0 +1,149 @@
+"""Tablet authentication: a signed JWT names the one restaurant a tablet serves.
+
+Tokens arrive in two places because the official SignalR client puts them there:
+``Authorization: Bearer`` (negotiate, and every Node client) and the
+``access_token`` query parameter (browsers cannot set headers on a WebSocket).
+They are never logged (see :mod:`web.access_log`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cached_property
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import jwt
+from aiohttp import web
+
+from partner_stream.settings import Settings
+
+#: Secret the dev stack signs with; ``partner-stream dev`` sets it, nothing else does.
+DEV_JWT_SECRET = "partner-stream-dev-secret-do-not-use-in-production"
+
+
+class AuthError(Exception):
+    """A request that must be refused before any upgrade, with an HTTP status and a clear reason."""
+
+    def __init__(self, status: HTTPStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+    def response(self) -> web.Response:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if self.status == 401 else None
+        return web.json_response({"error": self.reason}, status=int(self.status), headers=headers)
+
+
+@dataclass(frozen=True, slots=True)
+class TabletIdentity:
+    restaurant_id: str
+    subject: str | None
+    expires_at: float | None
+
+
+def token_from_request(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "bearer" or not credentials.strip():
+            raise AuthError(HTTPStatus.UNAUTHORIZED, "Authorization header must be 'Bearer <token>'")
+        return credentials.strip()
+    token = request.query.get("access_token", "").strip()
+    if not token:
+        raise AuthError(
+            HTTPStatus.UNAUTHORIZED,
+            "missing token: send 'Authorization: Bearer <token>' or the access_token query parameter",
+        )
+    return token
+
+
+class TokenVerifier:
+    """Verifies tablet tokens with the configured secret and/or public key."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def _keys(self) -> list[tuple[Any, list[str]]]:
+        keys: list[tuple[Any, list[str]]] = []
+        symmetric = [a for a in self.settings.jwt_algorithms if a.startswith("HS")]
+        asymmetric = [a for a in self.settings.jwt_algorithms if not a.startswith("HS")]
+        if self.settings.jwt_secret and symmetric:
+            keys.append((self.settings.jwt_secret, symmetric))
+        if self.settings.jwt_public_key and asymmetric:
+            keys.append((_load_pem(self.settings.jwt_public_key), asymmetric))
+        return keys
+
+    @property
+    def configured(self) -> bool:
+        return bool(self._keys)
+
+    def verify(self, token: str) -> dict[str, Any]:
+        if not self._keys:
+            raise AuthError(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "tablet authentication is not configured on this worker (set PARTNER_STREAM_JWT_SECRET "
+                "or PARTNER_STREAM_JWT_PUBLIC_KEY)",
+            )
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, "malformed token") from None
+        algorithm = header.get("alg")
+        for key, algorithms in self._keys:
+            if algorithm in algorithms:
+                return self._decode(token, key, algorithms)
+        raise AuthError(HTTPStatus.UNAUTHORIZED, f"token algorithm {algorithm!r} is not accepted")
+
+    def _decode(self, token: str, key: Any, algorithms: list[str]) -> dict[str, Any]:
+        options = {"require": ["exp"]}
+        try:
+            return jwt.decode(
+                token,
+                key,
+                algorithms=algorithms,
+                audience=self.settings.jwt_audience,
+                issuer=self.settings.jwt_issuer,
+                options=options,
+                leeway=5,
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, "token expired") from None
+        except jwt.InvalidSignatureError:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, "token signature is invalid") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, f"token lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidTokenError as exc:
+            raise AuthError(HTTPStatus.UNAUTHORIZED, f"invalid token: {exc}") from None
+
+    def tablet(self, token: str, restaurant_id: str | None) -> TabletIdentity:
+        """The tablet's identity, checked against the restaurant it asks for (if it names one)."""
+        claims = self.verify(token)
+        claimed = claims.get(self.settings.jwt_restaurant_claim)
+        if isinstance(claimed, int) and not isinstance(claimed, bool):
+            claimed = str(claimed)
+        if not isinstance(claimed, str) or not claimed:
+            raise AuthError(
+                HTTPStatus.FORBIDDEN, f"token has no {self.settings.jwt_restaurant_claim!r} claim: not a tablet token"
+            )
+        if restaurant_id is not None and restaurant_id != claimed:
+            raise AuthError(HTTPStatus.FORBIDDEN, f"token is for restaurant {claimed!r}, not {restaurant_id!r}")
+        return TabletIdentity(restaurant_id=claimed, subject=claims.get("sub"), expires_at=claims.get("exp"))
+
+
+def mint_tablet_token(
+    restaurant_id: str, secret: str, *, ttl_seconds: int = 12 * 3600, claim: str = "restaurantId"
+) -> str:
+    now = int(time.time())
+    payload = {claim: restaurant_id, "sub": f"tablet:{restaurant_id}", "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def _load_pem(value: str) -> bytes:
+    text = value.strip()
+    if text.startswith("-----BEGIN"):
+        return text.encode()
+    return Path(text).read_bytes()

@@ -1,0 +1,187 @@
+"""One tablet socket: its codec, a bounded outbound queue and the single writer that drains it.
+
+The hub never awaits a socket. It calls :meth:`Connection.offer`, which only appends
+to a queue; one writer task per connection serialises every send, so records never
+interleave. A tablet that falls ``queue_size`` messages behind is closed with
+``RESYNC``: it reconnects and gets a fresh snapshot, which is cheaper and safer
+than buffering without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import secrets
+import time
+from collections import deque
+from typing import Any
+
+from aiohttp import web
+
+from web.protocols import Codec, LocalProtocolError
+from web.protocols.disconnects import RESYNC, Disconnect
+from web.protocols.messages import Close, Outbound
+
+log = logging.getLogger(__name__)
+
+#: How long a closing connection may take to flush its Close message before we cut it.
+CLOSE_GRACE_SECONDS = 5.0
+
+
+class ConnectionStatus(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    CLOSED = "closed"
+
+
+class Connection:
+    """A tablet's socket on this worker; created after authentication, registered with the hub."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse,
+        codec: Codec,
+        *,
+        restaurant_id: str,
+        protocol: str,
+        queue_size: int,
+        batch_records: bool,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
+        self.id = secrets.token_urlsafe(9)
+        self.ws = ws
+        self.codec = codec
+        self.restaurant_id = restaurant_id
+        #: "signalr" or "plain", for metrics and the operator API.
+        self.protocol = protocol
+        #: Wall-clock connect time, for the operator API.
+        self.connected_at = time.time()
+        #: Monotonic time of the last frame from the client (any frame proves it is alive).
+        self.last_received = time.monotonic()
+        #: Last order this tablet acknowledged, and when.
+        self.last_ack: tuple[str, float] | None = None
+        self.status = ConnectionStatus.OPEN
+        self.close_reason: Disconnect | None = None
+        self._queue: deque[Outbound] = deque()
+        self._queue_size = queue_size
+        #: SignalR allows several records per frame: one write per burst instead of one per message.
+        self._batch_records = batch_records
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        #: The TCP transport, to abort a socket whose peer stopped reading.
+        self._transport = transport
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.protocol} restaurant={self.restaurant_id} {self.status.value}>"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status is ConnectionStatus.OPEN
+
+    def start_writer(self) -> None:
+        if self._writer is not None:
+            raise RuntimeError("writer already started")
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"ws-writer-{self.id}")
+
+    def offer(self, message: Outbound) -> bool:
+        """Queue a message without waiting; False if the connection is closing or fell behind."""
+        if self.status is not ConnectionStatus.OPEN:
+            return False
+        if len(self._queue) >= self._queue_size:
+            self.disconnect(RESYNC)
+            return False
+        self._queue.append(message)
+        self._wakeup.set()
+        return True
+
+    def disconnect(self, reason: Disconnect) -> None:
+        """Tell the client why, then close; pending messages are dropped (the client will resync)."""
+        if self.status is not ConnectionStatus.OPEN:
+            return
+        self.status = ConnectionStatus.CLOSING
+        self.close_reason = reason
+        self._queue.clear()
+        self._queue.append(Close(reason))
+        self._wakeup.set()
+        # A tablet that does not read can block the writer forever: cut it after a grace period.
+        asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._abort_if_stuck)
+
+    def peer_gone(self) -> None:
+        """Call when the read side ended (client closed or vanished): stop the writer."""
+        if self.status is ConnectionStatus.OPEN:
+            self._finish()
+            self._wakeup.set()
+
+    def mark_received(self) -> None:
+        self.last_received = time.monotonic()
+
+    async def wait_closed(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.shield(self._writer)
+
+    def _abort_if_stuck(self) -> None:
+        if self.status is ConnectionStatus.CLOSED:
+            return
+        log.info("aborting %r: close did not complete in %.0f s", self, CLOSE_GRACE_SECONDS)
+        self._finish()
+        if self._writer is not None:
+            self._writer.cancel()
+        if self._transport is not None:
+            self._transport.abort()
+
+    def _finish(self) -> None:
+        self.status = ConnectionStatus.CLOSED
+        self._queue.clear()
+
+    async def _write_loop(self) -> None:
+        try:
+            while self.status is not ConnectionStatus.CLOSED:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    if not await self._flush_once():
+                        return
+        except (ConnectionResetError, RuntimeError) as exc:
+            # The peer went away mid-send; the reader notices and unregisters.
+            log.debug("%r: send failed: %s", self, exc)
+        finally:
+            self._finish()
+
+    async def _flush_once(self) -> bool:
+        """Send what is queued; False once the Close message went out (the socket is then closed)."""
+        batch: list[Outbound] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+            if not self._batch_records:
+                break
+        closing: Close | None = None
+        frames: list[str] = []
+        for message in batch:
+            try:
+                frames.append(self.codec.send(message))
+            except LocalProtocolError as exc:
+                log.error("%r: cannot encode %s: %s", self, type(message).__name__, exc)
+                continue
+            if isinstance(message, Close):
+                closing = message
+                break
+        if frames:
+            await self.ws.send_str("".join(frames) if self._batch_records else frames[0])
+        if closing is not None:
+            code = self.codec.websocket_close_code(closing.disconnect)
+            await self.ws.close(code=code, message=closing.disconnect.reason.encode())
+            return False
+        return True
+
+    def describe(self) -> dict[str, Any]:
+        """What the operator API shows about this tablet."""
+        return {
+            "connectionId": self.id,
+            "protocol": self.protocol,
+            "connectedAt": self.connected_at,
+            "lastAck": {"orderId": self.last_ack[0], "at": self.last_ack[1]} if self.last_ack else None,
+            "status": self.status.value,
+        }

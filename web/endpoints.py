@@ -1,0 +1,258 @@
+"""The tablet endpoints on Faust's aiohttp server: SignalR at /partnerhub, plain JSON at /ws/partner.
+
+Every refusal happens before the WebSocket upgrade, with an HTTP status and a JSON
+reason: 400 bad query, 401 missing/invalid/expired token, 403 token for another
+restaurant, 404 unknown SignalR connection id, 421 another worker owns the
+restaurant, 503 (+ Retry-After) while the owner is rebalancing or recovering.
+After the upgrade the handler is a thin loop: read a frame, let the codec decode
+it, let the hub react; protocol errors close the socket with a reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+
+from aiohttp import WSMsgType, web
+
+from partner_stream.settings import Settings
+
+from . import metrics
+from .auth import AuthError, TabletIdentity, TokenVerifier, token_from_request
+from .connection import Connection
+from .hub import Hub
+from .ownership import Placement, locate
+from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
+from .protocols.disconnects import BAD_REQUEST
+from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
+
+log = logging.getLogger(__name__)
+
+SIGNALR_PATH = "/partnerhub"
+PLAIN_PATH = "/ws/partner"
+#: A SignalR client must send its handshake this soon after the upgrade.
+HANDSHAKE_TIMEOUT = 15.0
+#: A negotiated connection token must be used this soon (the client connects right away).
+NEGOTIATION_TTL = 60.0
+CORS_ALLOWED_HEADERS = "authorization, content-type, x-requested-with, x-signalr-user-agent"
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiation:
+    restaurant_id: str
+    expires_at: float
+
+
+class TabletEndpoints:
+    """aiohttp handlers sharing the hub, the token verifier and pending negotiations."""
+
+    def __init__(self, hub: Hub, settings: Settings) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.verifier = TokenVerifier(settings)
+        self._negotiations: dict[str, Negotiation] = {}
+
+    def install(self, web_app: web.Application) -> None:
+        router = web_app.router
+        router.add_route("OPTIONS", f"{SIGNALR_PATH}/negotiate", self.negotiate_preflight)
+        router.add_post(f"{SIGNALR_PATH}/negotiate", self.negotiate)
+        router.add_get(SIGNALR_PATH, self.signalr_socket)
+        router.add_get(PLAIN_PATH, self.plain_socket)
+
+    # -- checks shared by every endpoint ----------------------------------------------------
+
+    def _authorize(self, request: web.Request) -> TabletIdentity:
+        restaurant_id = request.query.get("restaurantId", "").strip()
+        if not restaurant_id:
+            raise AuthError(HTTPStatus.BAD_REQUEST, "the restaurantId query parameter is required")
+        return self.verifier.tablet(token_from_request(request), restaurant_id)
+
+    def _origin_allowed(self, request: web.Request) -> bool:
+        origin = request.headers.get("Origin")
+        return origin is None or "*" in self.settings.cors_origins or origin in self.settings.cors_origins
+
+    def _cors_headers(self, request: web.Request) -> dict[str, str]:
+        origin = request.headers.get("Origin")
+        if origin is None or not self._origin_allowed(request):
+            return {}
+        # Credentialed requests need the exact origin, never "*".
+        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
+
+    def _refuse(self, status: HTTPStatus, reason: str, request: web.Request, **extra: object) -> web.Response:
+        metrics.REFUSED.labels(status=str(int(status))).inc()
+        headers = self._cors_headers(request)
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            headers["Retry-After"] = "1"
+        if status == HTTPStatus.UNAUTHORIZED:
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return web.json_response({"error": reason, **extra}, status=int(status), headers=headers)
+
+    def _admission(self, request: web.Request) -> TabletIdentity | web.Response:
+        """Authenticate and check ownership; a Response means refuse with it."""
+        if not self._origin_allowed(request):
+            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
+        try:
+            identity = self._authorize(request)
+        except AuthError as exc:
+            return self._refuse(exc.status, exc.reason, request)
+        owner = locate(identity.restaurant_id)
+        if owner.placement is Placement.UNAVAILABLE:
+            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", request)
+        if owner.placement is Placement.REMOTE:
+            return self._refuse(
+                HTTPStatus.MISDIRECTED_REQUEST,
+                "another worker owns this restaurant; connect there",
+                request,
+                owner=str(owner.url),
+            )
+        return identity
+
+    # -- SignalR negotiate ------------------------------------------------------------------
+
+    async def negotiate_preflight(self, request: web.Request) -> web.Response:
+        if not self._origin_allowed(request):
+            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
+        headers = {
+            **self._cors_headers(request),
+            "Access-Control-Allow-Methods": "POST, OPTIONS",
+            "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
+            "Access-Control-Max-Age": "600",
+        }
+        return web.Response(status=204, headers=headers)
+
+    async def negotiate(self, request: web.Request) -> web.Response:
+        if not self._origin_allowed(request):
+            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
+        try:
+            identity = self._authorize(request)
+        except AuthError as exc:
+            return self._refuse(exc.status, exc.reason, request)
+        owner = locate(identity.restaurant_id)
+        if owner.placement is Placement.UNAVAILABLE:
+            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", request)
+        if owner.placement is Placement.REMOTE:
+            # SignalR's redirect: the client re-negotiates at `url` with `accessToken` as its bearer.
+            query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
+            url = (owner.url or request.url).with_path(SIGNALR_PATH).with_query(query)
+            body = {"url": str(url), "accessToken": token_from_request(request)}
+            return web.json_response(body, headers=self._cors_headers(request))
+        self._expire_negotiations()
+        connection_token = secrets.token_urlsafe(16)
+        self._negotiations[connection_token] = Negotiation(identity.restaurant_id, time.monotonic() + NEGOTIATION_TTL)
+        body = {
+            "connectionId": secrets.token_urlsafe(16),
+            "connectionToken": connection_token,
+            "negotiateVersion": 1,
+            "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text"]}],
+        }
+        return web.json_response(body, headers=self._cors_headers(request))
+
+    def _expire_negotiations(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, n in self._negotiations.items() if n.expires_at < now]:
+            del self._negotiations[token]
+
+    # -- sockets -------------------------------------------------------------------------
+
+    async def signalr_socket(self, request: web.Request) -> web.StreamResponse:
+        admitted = self._admission(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        connection_token = request.query.get("id")
+        if connection_token is not None:
+            negotiation = self._negotiations.pop(connection_token, None)
+            if negotiation is None or negotiation.restaurant_id != admitted.restaurant_id:
+                return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
+        return await self._serve(request, admitted, SignalRCodec(), protocol="signalr")
+
+    async def plain_socket(self, request: web.Request) -> web.StreamResponse:
+        admitted = self._admission(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        return await self._serve(request, admitted, PlainCodec(), protocol="plain")
+
+    async def _serve(
+        self, request: web.Request, identity: TabletIdentity, codec: SignalRCodec | PlainCodec, *, protocol: str
+    ) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(max_msg_size=self.settings.hub_max_message_bytes, autoping=True)
+        await ws.prepare(request)
+        connection = Connection(
+            ws,
+            codec,
+            restaurant_id=identity.restaurant_id,
+            protocol=protocol,
+            queue_size=self.settings.hub_queue_size,
+            batch_records=protocol == "signalr",
+            transport=request.transport,
+        )
+        try:
+            if protocol == "signalr" and not await self._signalr_handshake(ws, connection):
+                return ws
+            if protocol == "signalr":
+                # Written before the writer starts: nothing may precede it, and a later
+                # disconnect (which drops queued messages) must not swallow it.
+                await ws.send_str(codec.send(HandshakeAccepted()))
+            connection.start_writer()
+            self.hub.attach(connection)
+            await self._read_loop(ws, connection)
+        finally:
+            self.hub.detach(connection)
+            connection.peer_gone()
+            await connection.wait_closed()
+        return ws
+
+    async def _signalr_handshake(self, ws: web.WebSocketResponse, connection: Connection) -> bool:
+        """Read the handshake record; on failure reply with the error and close. Nothing else goes first."""
+        codec = connection.codec
+        try:
+            message = await ws.receive(timeout=HANDSHAKE_TIMEOUT)
+        except TimeoutError:
+            await ws.close(code=1002, message=b"handshake timeout")
+            return False
+        try:
+            if message.type == WSMsgType.TEXT:
+                codec.receive_text(message.data)
+            elif message.type == WSMsgType.BINARY:
+                codec.receive_binary(message.data)
+            else:
+                return False
+            first = codec.next_event()
+            if not isinstance(first, HandshakeRequested):
+                raise RemoteProtocolError("expected the handshake", handshake_error="Expected a handshake request.")
+        except RemoteProtocolError as exc:
+            metrics.PROTOCOL_ERRORS.labels(protocol=connection.protocol).inc()
+            await ws.send_str(codec.send(HandshakeRejected(exc.handshake_error or str(exc))))
+            await ws.close(code=1002, message=b"handshake failed")
+            return False
+        connection.mark_received()
+        return True
+
+    async def _read_loop(self, ws: web.WebSocketResponse, connection: Connection) -> None:
+        await self._drain(connection)  # records that arrived in the handshake's frame
+        async for message in ws:
+            if not connection.is_open:
+                continue
+            connection.mark_received()
+            try:
+                if message.type == WSMsgType.TEXT:
+                    connection.codec.receive_text(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    connection.codec.receive_binary(message.data)
+                else:
+                    break
+            except RemoteProtocolError as exc:
+                metrics.PROTOCOL_ERRORS.labels(protocol=connection.protocol).inc()
+                log.info("%r: protocol error: %s", connection, exc)
+                connection.disconnect(exc.disconnect or BAD_REQUEST)
+                continue
+            await self._drain(connection)
+
+    async def _drain(self, connection: Connection) -> None:
+        while connection.is_open:
+            event = connection.codec.next_event()
+            if event is NEED_DATA:
+                return
+            await self.hub.handle(connection, event)

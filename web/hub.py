@@ -1,0 +1,191 @@
+"""The hub: which tablets are connected to this worker, per restaurant, and what they get.
+
+Like Centrifuge's Hub it knows no wire protocol: it speaks the neutral messages of
+:mod:`web.protocols.messages` and leaves encoding to each connection's codec. It
+knows no Faust either: the table read, the ownership test and the acknowledgement
+sink are injected, so the hub can be tested alone.
+
+Zero loss by construction: the agent changes a restaurant's value and calls
+:meth:`Hub.publish` in the same event-loop step, and :meth:`Hub.attach` reads the
+snapshot and registers the connection in one step too. So every change is either
+in the snapshot a tablet receives or queued after it, never neither; ``seq`` lets
+the tablet verify that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+
+import mode
+
+from tables.model import RestaurantOrders
+from tables.queries import change_name, change_payload, snapshot_payload
+from tables.transitions import Change
+
+from . import metrics
+from .connection import Connection
+from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, Disconnect
+from .protocols.messages import (
+    Acknowledge,
+    ClientClosed,
+    ClientPing,
+    Inbound,
+    InvalidInvocation,
+    Push,
+    Reply,
+    Resume,
+    ServerPing,
+    Snapshot,
+    SnapshotRequested,
+)
+
+log = logging.getLogger(__name__)
+
+SnapshotReader = Callable[[str], RestaurantOrders]
+AckSink = Callable[[str, str], Awaitable[None]]
+OwnershipTest = Callable[[str], bool]
+
+
+def snapshot_message(state: RestaurantOrders) -> Snapshot:
+    payload = snapshot_payload(state)
+    return Snapshot(restaurant_id=state.restaurant_id, seq=state.seq, orders=tuple(payload["orders"]))
+
+
+class Hub(mode.Service):
+    """Tracks this worker's tablet connections and fans changes out to them."""
+
+    def __init__(
+        self,
+        *,
+        read_snapshot: SnapshotReader,
+        submit_ack: AckSink,
+        owns: OwnershipTest,
+        ping_interval: float = 10.0,
+        client_timeout: float = 30.0,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._read_snapshot = read_snapshot
+        self._submit_ack = submit_ack
+        self._owns = owns
+        self.ping_interval = ping_interval
+        self.client_timeout = client_timeout
+        #: Open connections by restaurant ID.
+        self._by_restaurant: dict[str, set[Connection]] = defaultdict(set)
+
+    # -- registry -------------------------------------------------------------------
+
+    def attach(self, connection: Connection) -> None:
+        """Register a connection and queue its snapshot, atomically with respect to publish()."""
+        state = self._read_snapshot(connection.restaurant_id)
+        self._by_restaurant[connection.restaurant_id].add(connection)
+        metrics.CONNECTIONS.labels(protocol=connection.protocol).inc()
+        connection.offer(snapshot_message(state))
+
+    def detach(self, connection: Connection) -> None:
+        connections = self._by_restaurant.get(connection.restaurant_id)
+        if connections is None or connection not in connections:
+            return
+        connections.discard(connection)
+        metrics.CONNECTIONS.labels(protocol=connection.protocol).dec()
+        if not connections:
+            del self._by_restaurant[connection.restaurant_id]
+
+    def connections(self, restaurant_id: str | None = None) -> list[Connection]:
+        if restaurant_id is not None:
+            return list(self._by_restaurant.get(restaurant_id, ()))
+        return [c for group in self._by_restaurant.values() for c in group]
+
+    def restaurants(self) -> list[str]:
+        return list(self._by_restaurant)
+
+    # -- stream side ----------------------------------------------------------------
+
+    def publish(self, restaurant_id: str, change: Change, state: RestaurantOrders) -> None:
+        """Hand a change to the restaurant's local tablets; never awaits (called from the agent)."""
+        connections = self._by_restaurant.get(restaurant_id)
+        if not connections:
+            return
+        push = Push(name=change_name(change), seq=change.seq, data=change_payload(change))
+        delivered = 0
+        for connection in list(connections):
+            if connection.offer(push):
+                delivered += 1
+        metrics.PUSHES.labels(name=push.name).inc(delivered)
+
+    def disconnect_not_owned(self, reason: Disconnect = NOT_OWNER) -> int:
+        """Close tablets of restaurants this worker no longer owns (after a rebalance)."""
+        closed = 0
+        for restaurant_id in list(self._by_restaurant):
+            if not self._owns(restaurant_id):
+                for connection in self.connections(restaurant_id):
+                    connection.disconnect(reason)
+                    closed += 1
+        if closed:
+            log.info("closed %d tablet connection(s) of restaurants that moved to another worker", closed)
+        return closed
+
+    # -- client side ----------------------------------------------------------------
+
+    async def handle(self, connection: Connection, message: Inbound) -> None:
+        """React to one decoded client message."""
+        match message:
+            case ClientPing():
+                pass
+            case SnapshotRequested(reply_to=reply_to):
+                state = self._read_snapshot(connection.restaurant_id)
+                if reply_to is None:
+                    connection.offer(snapshot_message(state))
+                else:
+                    connection.offer(Reply(reply_to, result=snapshot_payload(state)))
+            case Resume(seq=seq):
+                state = self._read_snapshot(connection.restaurant_id)
+                if seq != state.seq:
+                    connection.offer(snapshot_message(state))
+            case Acknowledge(order_id=order_id, reply_to=reply_to):
+                await self._submit_ack(connection.restaurant_id, order_id)
+                connection.last_ack = (order_id, time.time())
+                if reply_to is not None:
+                    connection.offer(Reply(reply_to, result=None))
+            case InvalidInvocation(reply_to=reply_to, error=error):
+                if reply_to is not None:
+                    connection.offer(Reply(reply_to, error=error))
+            case ClientClosed():
+                pass  # the reader loop ends when the socket closes
+
+    # -- keep-alive and shutdown ----------------------------------------------------------
+
+    @mode.Service.task
+    async def _keepalive(self) -> None:
+        """Ping every tablet (SignalR clients time out after 30 s of silence) and drop silent ones."""
+        while not self.should_stop:
+            await self.sleep(self.ping_interval)
+            self.ping_all()
+
+    def ping_all(self, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        for connection in self.connections():
+            if now - connection.last_received > self.client_timeout:
+                connection.disconnect(CLIENT_TIMEOUT)
+            else:
+                connection.offer(ServerPing())
+
+    async def close_all(self, reason: Disconnect = SHUTDOWN, timeout: float = 5.0) -> None:
+        """Tell every tablet to reconnect elsewhere; without this a stop waits for clients to leave."""
+        connections = self.connections()
+        for connection in connections:
+            connection.disconnect(reason)
+        await _wait_all((c.wait_closed() for c in connections), timeout)
+
+    async def on_stop(self) -> None:
+        await self.close_all()
+
+
+async def _wait_all(waiters: Iterable[Awaitable[None]], timeout: float) -> None:
+    tasks = [asyncio.ensure_future(w) for w in waiters]
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout)

@@ -1,0 +1,65 @@
+"""Which worker owns a restaurant, and whether it is ready to serve it.
+
+A restaurant lives on the worker that holds the *active* replica of its table
+partition. The partition comes from the producer's partitioner over the raw
+restaurant-ID bytes, exactly as the re-key step and Faust's ``table_route`` compute it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from faust.types import TP
+from yarl import URL
+
+from partner_stream.app import app, pending_orders
+
+
+class Placement(enum.Enum):
+    LOCAL = "local"
+    REMOTE = "remote"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    placement: Placement
+    #: The owner's internal URL (Faust ``canonical_url``) when it is another worker.
+    url: URL | None = None
+    #: Why the owner is unavailable, for the 503 body.
+    reason: str | None = None
+
+
+def changelog_partition(restaurant_id: str) -> TP:
+    topic = pending_orders.changelog_topic.get_topic_name()
+    key_bytes = pending_orders.changelog_topic.prepare_key(restaurant_id, None)[0]
+    return app.producer.key_partition(topic, key_bytes)
+
+
+def owns_partition(restaurant_id: str) -> bool:
+    """This worker holds the active replica of the restaurant's partition (recovered or not)."""
+    try:
+        return app.assignor.is_active(changelog_partition(restaurant_id))
+    except (KeyError, AssertionError, TypeError):
+        return False
+
+
+def worker_ready() -> bool:
+    return app.tables.recovery.completed.is_set() and bool(app.tables.actives_ready) and not app.rebalancing
+
+
+def locate(restaurant_id: str) -> Owner:
+    """Where the restaurant's tablets must connect right now; never a stale or recovering owner."""
+    if not worker_ready():
+        return Owner(Placement.UNAVAILABLE, reason="this worker is rebalancing or recovering its partitions")
+    if owns_partition(restaurant_id):
+        return Owner(Placement.LOCAL)
+    try:
+        url = app.router.key_store(pending_orders.name, restaurant_id)
+    except KeyError:
+        return Owner(Placement.UNAVAILABLE, reason="the restaurant's partition is not assigned yet")
+    if (url.host, url.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
+        # The assignment map says us, but we are not active for it: mid-handover.
+        return Owner(Placement.UNAVAILABLE, reason="the restaurant's partition is being handed over")
+    return Owner(Placement.REMOTE, url=url)
