@@ -7,7 +7,9 @@ the stream moves on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +31,8 @@ from .events import (
 )
 
 log = logging.getLogger(__name__)
+
+UPSTREAM_TS_HEADER = "x-upstream-ts-ms"
 
 _KIND_BY_TOPIC: dict[str, EventKind] = {
     settings.topic_order_created: EventKind.CREATED,
@@ -66,7 +70,13 @@ async def rekey_by_restaurant(stream: Any) -> None:
         except InvalidEvent as exc:
             await send_to_dead_letters(event, exc.reason)
             continue
-        await by_restaurant_topic.send(key=order_event.restaurant_id, value=encode_internal(order_event))
+        # The upstream timestamp rides along so the push-latency metric measures the whole path.
+        upstream_ms = str(int((message.timestamp or time.time()) * 1000)).encode()
+        await by_restaurant_topic.send(
+            key=order_event.restaurant_id,
+            value=encode_internal(order_event),
+            headers=[(UPSTREAM_TS_HEADER, upstream_ms)],
+        )
 
 
 @faust_app.agent(by_restaurant_topic, name="apply-to-pending-orders")
@@ -89,3 +99,12 @@ async def apply_to_pending_orders(stream: Any) -> None:
         if change is not None:
             for listener in change_listeners:
                 listener(restaurant_id, change, new_state)
+            observe_push_latency(event)
+
+
+def observe_push_latency(event: EventT) -> None:
+    headers = dict(event.headers or {})
+    raw = headers.get(UPSTREAM_TS_HEADER)
+    if raw:
+        with contextlib.suppress(ValueError):
+            metrics.PUSH_LATENCY.observe(max(0.0, time.time() - int(raw) / 1000))

@@ -171,11 +171,12 @@ def order_reject(restaurant: str, order_id: str, reason: str | None) -> None:
 
 
 @main.command()
-@click.option("--restaurant", required=True, help="Restaurant the tablet serves.")
+@click.option("--restaurant", default=None, help="Restaurant the tablet serves (tablet token).")
+@click.option("--operator", is_flag=True, help="Mint an operator token (role=operator) instead.")
 @click.option("--ttl", default="12h", show_default=True, help="Lifetime: seconds, or with s/m/h/d suffix.")
-def token(restaurant: str, ttl: str) -> None:
-    """Mint a tablet token (HS256) with PARTNER_STREAM_JWT_SECRET, or the dev stack's secret if unset."""
-    from web.auth import DEV_JWT_SECRET, mint_tablet_token
+def token(restaurant: str | None, operator: bool, ttl: str) -> None:
+    """Mint a tablet or operator token (HS256) with PARTNER_STREAM_JWT_SECRET, or the dev secret if unset."""
+    from web.auth import DEV_JWT_SECRET, mint_operator_token, mint_tablet_token
 
     from .settings import get_settings
 
@@ -188,7 +189,12 @@ def token(restaurant: str, ttl: str) -> None:
         seconds = _parse_duration(ttl)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--ttl") from None
-    click.echo(mint_tablet_token(restaurant, secret, ttl_seconds=seconds, claim=settings.jwt_restaurant_claim))
+    if operator == bool(restaurant):
+        raise click.UsageError("give either --restaurant ID (tablet token) or --operator")
+    if operator:
+        click.echo(mint_operator_token(secret, ttl_seconds=seconds, role=settings.operator_role))
+    else:
+        click.echo(mint_tablet_token(restaurant, secret, ttl_seconds=seconds, claim=settings.jwt_restaurant_claim))
 
 
 def _parse_duration(text: str) -> int:
@@ -264,12 +270,12 @@ def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -
         "",
         "  partner-stream dev is ready",
         f"  broker (embedded Tansu)   {broker_url}",
-        f"  pending orders (HTTP)     {base}/api/restaurants/1/pending-orders",
+        f"  pending orders (HTTP)     {base}/api/restaurants/1/pending-orders  (operator token)",
         f"  health / readiness        {base}/healthz  {base}/readyz",
         f"  SignalR hub               {base}/partnerhub?restaurantId=1",
         f"  plain WebSocket           {base.replace('http', 'ws')}/ws/partner?restaurantId=1&access_token=<token>",
         f"  tablet token (rest. 1)    {token}",
-        "  more tokens               partner-stream token --restaurant 42",
+        "  more tokens               partner-stream token --restaurant 42 | --operator",
         "  sample orders             " + ("restaurants 1-3, one every few seconds" if sample_orders else "off"),
         "  publish an order          PARTNER_STREAM_BROKER_URL="
         + broker_url

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 EVENTS_APPLIED = Counter(
     "partner_stream_events_applied_total",
@@ -14,3 +14,9 @@ DEAD_LETTERS = Counter(
     "Events sent to the dead-letter topic because they can never be applied.",
     ["source_topic"],
 )
+PUSH_LATENCY = Histogram(
+    "partner_stream_push_latency_seconds",
+    "From the upstream event's Kafka timestamp until the change is handed to this worker's tablets.",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")

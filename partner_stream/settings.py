@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         500, ge=1, description="Resolved order ids remembered per restaurant, so late duplicates stay resolved."
     )
 
+    public_url: str | None = Field(
+        None,
+        description="URL tablets use to reach this worker (behind proxies or in containers it differs from the "
+        "internal one). Default: the internal URL, http://WEB_HOST:WEB_PORT.",
+    )
+    operator_role: str = Field("operator", description="Value of the `role` claim that makes a JWT an operator token.")
+
     # --- tablet hub ---------------------------------------------------------------
     jwt_secret: str | None = Field(
         None, description="HS256 secret that signs tablet tokens. Set this or jwt_public_key; unset: hub refuses all."

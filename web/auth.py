@@ -133,6 +133,30 @@ class TokenVerifier:
             raise AuthError(HTTPStatus.FORBIDDEN, f"token is for restaurant {claimed!r}, not {restaurant_id!r}")
         return TabletIdentity(restaurant_id=claimed, subject=claims.get("sub"), expires_at=claims.get("exp"))
 
+    def operator(self, token: str) -> dict[str, Any]:
+        """Claims of an operator token; tablet tokens (no operator role) are refused with 403."""
+        claims = self.verify(token)
+        if claims.get("role") != self.settings.operator_role:
+            raise AuthError(HTTPStatus.FORBIDDEN, "not an operator token (needs role=operator)")
+        return claims
+
+
+def operator_token_from_request(request: web.Request) -> str:
+    """Operators authenticate with ``Authorization: Bearer`` only: query tokens end up in proxies' logs."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
+        raise AuthError(HTTPStatus.UNAUTHORIZED, "operator endpoints need 'Authorization: Bearer <operator token>'")
+    return credentials.strip()
+
+
+def mint_operator_token(
+    secret: str, *, ttl_seconds: int = 3600, role: str = "operator", subject: str = "operator"
+) -> str:
+    now = int(time.time())
+    payload = {"role": role, "sub": subject, "iat": now, "exp": now + ttl_seconds}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
 
 def mint_tablet_token(
     restaurant_id: str, secret: str, *, ttl_seconds: int = 12 * 3600, claim: str = "restaurantId"

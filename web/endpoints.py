@@ -2,8 +2,10 @@
 
 Every refusal happens before the WebSocket upgrade, with an HTTP status and a JSON
 reason: 400 bad query, 401 missing/invalid/expired token, 403 token for another
-restaurant, 404 unknown SignalR connection id, 421 another worker owns the
-restaurant, 503 (+ Retry-After) while the owner is rebalancing or recovering.
+restaurant, 404 unknown SignalR connection id, 503 (+ Retry-After) while the owner
+is rebalancing or recovering, so a client retries rather than talk to a stale owner.
+A restaurant another worker owns gets SignalR's redirect on negotiate, and a socket
+that lands here is relayed to the owner (see :mod:`web.relay`).
 After the upgrade the handler is a thin loop: read a frame, let the codec decode
 it, let the hub react; protocol errors close the socket with a reason.
 """
@@ -24,10 +26,12 @@ from . import metrics
 from .auth import AuthError, TabletIdentity, TokenVerifier, token_from_request
 from .connection import Connection
 from .hub import Hub
-from .ownership import Placement, locate
+from .ownership import Owner, Placement, locate
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
 from .protocols.disconnects import BAD_REQUEST
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
+from .relay import RELAYED_HEADER, Relay
+from .workers import public_urls
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,7 @@ class TabletEndpoints:
         self.settings = settings
         self.verifier = TokenVerifier(settings)
         self._negotiations: dict[str, Negotiation] = {}
+        self.relay = Relay(settings.hub_max_message_bytes)
 
     def install(self, web_app: web.Application) -> None:
         router = web_app.router
@@ -90,8 +95,8 @@ class TabletEndpoints:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return web.json_response({"error": reason, **extra}, status=int(status), headers=headers)
 
-    def _admission(self, request: web.Request) -> TabletIdentity | web.Response:
-        """Authenticate and check ownership; a Response means refuse with it."""
+    def _admission(self, request: web.Request) -> TabletIdentity | Owner | web.Response:
+        """Authenticate and locate the owner: an identity to serve here, an Owner to relay to, or a refusal."""
         if not self._origin_allowed(request):
             return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
         try:
@@ -102,12 +107,10 @@ class TabletEndpoints:
         if owner.placement is Placement.UNAVAILABLE:
             return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", request)
         if owner.placement is Placement.REMOTE:
-            return self._refuse(
-                HTTPStatus.MISDIRECTED_REQUEST,
-                "another worker owns this restaurant; connect there",
-                request,
-                owner=str(owner.url),
-            )
+            if RELAYED_HEADER in request.headers:
+                # The relaying worker's map and ours disagree: ownership is moving. Never bounce back.
+                return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "the restaurant is changing workers", request)
+            return owner
         return identity
 
     # -- SignalR negotiate ------------------------------------------------------------------
@@ -136,7 +139,9 @@ class TabletEndpoints:
         if owner.placement is Placement.REMOTE:
             # SignalR's redirect: the client re-negotiates at `url` with `accessToken` as its bearer.
             query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
-            url = (owner.url or request.url).with_path(SIGNALR_PATH).with_query(query)
+            assert owner.url is not None
+            base = await public_urls.resolve(owner.url)
+            url = base.with_path(SIGNALR_PATH).with_query(query)
             body = {"url": str(url), "accessToken": token_from_request(request)}
             return web.json_response(body, headers=self._cors_headers(request))
         self._expire_negotiations()
@@ -161,6 +166,8 @@ class TabletEndpoints:
         admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
+        if isinstance(admitted, Owner):
+            return await self.relay.serve(request, admitted.url)  # type: ignore[arg-type]
         connection_token = request.query.get("id")
         if connection_token is not None:
             negotiation = self._negotiations.pop(connection_token, None)
@@ -172,6 +179,8 @@ class TabletEndpoints:
         admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
+        if isinstance(admitted, Owner):
+            return await self.relay.serve(request, admitted.url)  # type: ignore[arg-type]
         return await self._serve(request, admitted, PlainCodec(), protocol="plain")
 
     async def _serve(

@@ -10,3 +10,4 @@ REFUSED = Counter("partner_stream_connections_refused_total", "Tablet connection
 PROTOCOL_ERRORS = Counter(
     "partner_stream_protocol_errors_total", "Tablet connections closed for breaking the protocol.", ["protocol"]
 )
+RELAYS = Gauge("partner_stream_relayed_connections", "Tablet sockets relayed from this worker to their owner.")

@@ -45,8 +45,19 @@ def owns_partition(restaurant_id: str) -> bool:
         return False
 
 
+def recovery_state() -> dict[str, bool]:
+    """Whether this worker's actives are recovered and it is not mid-rebalance."""
+    return {
+        "rebalancing": bool(app.rebalancing),
+        "recovering": bool(app.in_recovery),
+        "activesReady": bool(app.tables.actives_ready),
+        "firstRecoveryCompleted": app.tables.recovery.completed.is_set(),
+    }
+
+
 def worker_ready() -> bool:
-    return app.tables.recovery.completed.is_set() and bool(app.tables.actives_ready) and not app.rebalancing
+    state = recovery_state()
+    return state["firstRecoveryCompleted"] and state["activesReady"] and not state["rebalancing"]
 
 
 def locate(restaurant_id: str) -> Owner:

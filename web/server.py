@@ -9,12 +9,17 @@ to leave on its own.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from faust.exceptions import ConsumerNotStarted
+from prometheus_client import REGISTRY
+from prometheus_client.core import GaugeMetricFamily
 
 from partner_stream import agents
+from partner_stream import metrics as stream_metrics
 from partner_stream.app import app, by_restaurant_topic, pending_orders, settings
 from partner_stream.events import OrderAcknowledged, encode_internal
 from tables.model import RestaurantOrders
@@ -23,6 +28,7 @@ from .access_log import access_log
 from .endpoints import TabletEndpoints
 from .hub import Hub
 from .ownership import owns_partition
+from .workers import public_urls
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,17 @@ def install_routes(web_app: web.Application) -> None:
     async def close_tablets(_: web.Application) -> None:
         await hub.close_all()
 
+    async def close_clients(_: web.Application) -> None:
+        await endpoints.relay.close()
+        await public_urls.close()
+
     web_app.on_shutdown.append(close_tablets)
+    web_app.on_cleanup.append(close_clients)
+    if not endpoints.verifier.configured:
+        log.warning(
+            "tablet authentication is not configured (PARTNER_STREAM_JWT_SECRET / PARTNER_STREAM_JWT_PUBLIC_KEY): "
+            "every tablet connection will be refused with 503"
+        )
 
 
 app.add_route_installer(install_routes)
@@ -68,8 +84,46 @@ async def close_moved_restaurants(sender: Any, assigned: Any, **kwargs: Any) -> 
     hub.disconnect_not_owned()
 
 
-if not endpoints.verifier.configured:
-    log.warning(
-        "tablet authentication is not configured (PARTNER_STREAM_JWT_SECRET / PARTNER_STREAM_JWT_PUBLIC_KEY): "
-        "every tablet connection will be refused with 503"
-    )
+@app.on_partitions_revoked.connect
+async def count_rebalance(sender: Any, revoked: Any, **kwargs: Any) -> None:
+    """Call when a rebalance starts (Faust revokes every partition first)."""
+    stream_metrics.REBALANCES.inc()
+
+
+class ConsumerLagCollector:
+    """Prometheus collector: per source partition, highwater minus the next offset to read, at scrape time."""
+
+    @staticmethod
+    def _family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "partner_stream_consumer_lag",
+            "Records not yet read, per assigned partition.",
+            labels=["topic", "partition"],
+        )
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield self._family()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = self._family()
+        consumer = app.consumer
+        # Faust keeps the last read offset per partition in a private mapping; read-only use.
+        read_offsets = getattr(consumer, "_read_offset", {})
+        try:
+            assignment = sorted(consumer.assignment())
+        except ConsumerNotStarted:
+            assignment = []
+        for tp in assignment:
+            try:
+                highwater = consumer.highwater(tp)
+            except (KeyError, AssertionError, ConsumerNotStarted):
+                continue
+            if highwater is None:
+                continue
+            read = read_offsets.get(tp)
+            lag = highwater - (read + 1 if read is not None else 0)
+            family.add_metric([tp.topic, str(tp.partition)], max(0, lag))
+        yield family
+
+
+REGISTRY.register(ConsumerLagCollector())

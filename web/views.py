@@ -1,46 +1,269 @@
-"""Operator HTTP views on Faust's web server: pending orders (routed to the key's owner) and probes."""
+"""HTTP views: operator API (operator token), tablet endpoint lookup, probes and metrics.
+
+Per-restaurant views are answered by the worker that owns the key (Faust's
+``table_route``: any worker forwards). Cluster-wide views fan out to every worker's
+``/api/worker/...`` views and merge. Operators authenticate with a JWT whose ``role``
+claim is ``operator``; tablet tokens are refused.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
+from http import HTTPStatus
 from typing import Any
 
+import aiohttp
 from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from yarl import URL
 
-from partner_stream.app import app, pending_orders
+from partner_stream.app import app, pending_orders, settings
 from tables.model import RestaurantOrders
-from tables.queries import snapshot_payload
+from tables.queries import snapshot_payload, unseen_orders
+
+from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
+from .ownership import Placement, locate, owns_partition, recovery_state, worker_ready
+from .workers import internal_url, public_url, public_urls
+
+verifier = TokenVerifier(settings)
 
 
-def recovery_state() -> dict[str, Any]:
-    """Whether this worker's actives are recovered and it is not mid-rebalance."""
-    recovery = app.tables.recovery
-    return {
-        "rebalancing": bool(app.rebalancing),
-        "recovering": bool(app.in_recovery),
-        "activesReady": bool(app.tables.actives_ready),
-        "firstRecoveryCompleted": recovery.completed.is_set(),
-    }
+def error(view: View, status: HTTPStatus, message: str, **headers: str) -> Response:
+    return view.json({"error": message}, status=int(status), headers=headers or None)
 
 
-def is_ready() -> bool:
-    state = recovery_state()
-    return state["firstRecoveryCompleted"] and state["activesReady"] and not state["rebalancing"]
+def operator_refusal(view: View, request: Request) -> Response | None:
+    """None if the request carries a valid operator token, else the 401/403 to return."""
+    try:
+        verifier.operator(operator_token_from_request(request))
+    except AuthError as exc:
+        return error(view, exc.status, exc.reason)
+    return None
+
+
+def not_ready(view: View) -> Response:
+    return error(
+        view, HTTPStatus.SERVICE_UNAVAILABLE, "this worker is recovering its partitions", **{"Retry-After": "1"}
+    )
+
+
+def restaurant_state(restaurant_id: str) -> RestaurantOrders:
+    return pending_orders.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
+
+
+# -- per restaurant, answered by the owner ---------------------------------------------------
 
 
 @app.page("/api/restaurants/{restaurant_id}/pending-orders")
 class RestaurantPendingOrders(View):
-    """A restaurant's pending orders and ``seq``, answered by the worker that owns the key."""
+    """A restaurant's pending orders and ``seq`` (operator token), from the worker that owns it."""
+
+    async def get(self, request: Request, restaurant_id: str) -> Response:
+        return operator_refusal(self, request) or await self.owner_answer(request, restaurant_id=restaurant_id)
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
+    async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
+        if not worker_ready():
+            return not_ready(self)
+        return self.json(snapshot_payload(restaurant_state(restaurant_id)))
+
+
+@app.page("/api/restaurants/{restaurant_id}/connections")
+class RestaurantConnections(View):
+    """The restaurant's tablets connected to its owner: since when, last acknowledgement."""
+
     async def get(self, request: Request, restaurant_id: str) -> Response:
-        if not is_ready():
-            return self.json(
-                {"error": "this worker is recovering its partitions; retry shortly"},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
-        state = pending_orders.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
-        return self.json(snapshot_payload(state))
+        return operator_refusal(self, request) or await self.owner_answer(request, restaurant_id=restaurant_id)
+
+    @app.table_route(table=pending_orders, match_info="restaurant_id")
+    async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
+        from .server import hub
+
+        tablets = [c.describe() for c in hub.connections(restaurant_id)]
+        return self.json({"restaurantId": restaurant_id, "worker": str(public_url()), "connections": tablets})
+
+
+@app.page("/api/restaurants/{restaurant_id}/endpoint")
+class RestaurantEndpoint(View):
+    """Where a tablet of this restaurant should connect (its tablet token, or an operator token)."""
+
+    async def get(self, request: Request, restaurant_id: str) -> Response:
+        try:
+            token = token_from_request(request)
+            claims = verifier.verify(token)
+            if claims.get("role") != settings.operator_role:
+                verifier.tablet(token, restaurant_id)
+        except AuthError as exc:
+            return error(self, exc.status, exc.reason)
+        owner = locate(restaurant_id)
+        if owner.placement is Placement.UNAVAILABLE:
+            return error(self, HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", **{"Retry-After": "1"})
+        base = public_url() if owner.placement is Placement.LOCAL else await public_urls.resolve(owner.url)  # type: ignore[arg-type]
+        ws_base = base.with_scheme("wss" if base.scheme == "https" else "ws")
+        query = {"restaurantId": restaurant_id}
+        return self.json(
+            {
+                "restaurantId": restaurant_id,
+                "worker": str(base),
+                "signalr": str(base.with_path("/partnerhub").with_query(query)),
+                "plain": str(ws_base.with_path("/ws/partner").with_query(query)),
+            }
+        )
+
+
+# -- this worker -----------------------------------------------------------------------------
+
+
+def local_status() -> dict[str, Any]:
+    from .server import endpoints, hub
+
+    topic = pending_orders.changelog_topic.get_topic_name()
+    recovery = app.tables.recovery
+    by_protocol: dict[str, int] = {}
+    for connection in hub.connections():
+        by_protocol[connection.protocol] = by_protocol.get(connection.protocol, 0) + 1
+    return {
+        "internalUrl": str(internal_url()),
+        "publicUrl": str(public_url()),
+        "ready": worker_ready(),
+        **recovery_state(),
+        "activePartitions": sorted(tp.partition for tp in recovery.active_tps if tp.topic == topic),
+        "standbyPartitions": sorted(tp.partition for tp in recovery.standby_tps if tp.topic == topic),
+        "connections": sum(by_protocol.values()),
+        "connectionsByProtocol": by_protocol,
+        "relayedConnections": endpoints.relay.active,
+        "restaurantsConnected": len(hub.restaurants()),
+    }
+
+
+@app.page("/api/worker")
+class WorkerIdentity(View):
+    """Public facts about this worker (its URLs); other workers ask this to steer tablets."""
+
+    async def get(self, request: Request) -> Response:
+        return self.json({"internalUrl": str(internal_url()), "publicUrl": str(public_url()), "ready": worker_ready()})
+
+
+@app.page("/api/worker/status")
+class WorkerStatus(View):
+    """This worker's partitions, recovery state and connections (operator token)."""
+
+    async def get(self, request: Request) -> Response:
+        return operator_refusal(self, request) or self.json(local_status())
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+
+
+def parse_duration(text: str) -> float:
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration like 90, 60s, 5m or 1h")
+    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
+    return float(match.group(1)) * scale
+
+
+def local_unseen(older_than: float) -> list[dict[str, Any]]:
+    cutoff = time.time() - older_than
+    found = []
+    for restaurant_id, state in pending_orders.items():
+        if not owns_partition(restaurant_id):
+            continue  # a standby copy: its owner reports it
+        for order in unseen_orders(state):
+            if order.created_at.timestamp() <= cutoff:
+                found.append(
+                    {
+                        **order.model_dump(mode="json", by_alias=True),
+                        "ageSeconds": round(time.time() - order.created_at.timestamp(), 1),
+                    }
+                )
+    return found
+
+
+@app.page("/api/worker/unseen")
+class WorkerUnseen(View):
+    """Unacknowledged pending orders in this worker's partitions (operator token)."""
+
+    async def get(self, request: Request) -> Response:
+        refusal = operator_refusal(self, request)
+        if refusal:
+            return refusal
+        try:
+            older_than = parse_duration(request.query.get("older_than", "60s"))
+        except ValueError as exc:
+            return error(self, HTTPStatus.BAD_REQUEST, str(exc))
+        return self.json({"orders": local_unseen(older_than)})
+
+
+# -- the cluster -----------------------------------------------------------------------------
+
+
+def known_workers() -> list[URL]:
+    """Every worker the assignment knows, plus this one (internal URLs)."""
+    urls = {f"{internal_url().host}:{internal_url().port}": internal_url()}
+    try:
+        metadata = app.router.table_metadata(pending_orders.name)
+    except (KeyError, AttributeError):
+        metadata = {}
+    for raw in metadata:
+        url = URL(raw)
+        urls.setdefault(f"{url.host}:{url.port}", url)
+    return list(urls.values())
+
+
+async def fan_out(request: Request, path: str) -> list[dict[str, Any]]:
+    """GET ``path`` on every worker with the caller's operator token; unreachable ones are reported."""
+    headers = {"Authorization": request.headers.get("Authorization", "")}
+    timeout = aiohttp.ClientTimeout(total=5)
+
+    async def one(session: aiohttp.ClientSession, worker: URL) -> dict[str, Any]:
+        try:
+            async with session.get(worker.with_path(path).with_query(request.query), headers=headers) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    return {"internalUrl": str(worker), "error": body.get("error", f"HTTP {response.status}")}
+                return {"internalUrl": str(worker), **body}
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return {"internalUrl": str(worker), "error": f"unreachable: {exc or type(exc).__name__}"}
+
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        return list(await asyncio.gather(*(one(session, w) for w in known_workers())))
+
+
+@app.page("/api/cluster")
+class Cluster(View):
+    """Every worker: URLs, partitions (active/standby), recovery state, connection counts (operator token)."""
+
+    async def get(self, request: Request) -> Response:
+        refusal = operator_refusal(self, request)
+        if refusal:
+            return refusal
+        workers = await fan_out(request, "/api/worker/status")
+        return self.json({"workers": sorted(workers, key=lambda w: w["internalUrl"])})
+
+
+@app.page("/api/orders/unseen")
+class UnseenOrders(View):
+    """Pending orders no tablet has acknowledged for ``older_than`` (default 60s): the never-saw-it alarm."""
+
+    async def get(self, request: Request) -> Response:
+        refusal = operator_refusal(self, request)
+        if refusal:
+            return refusal
+        try:
+            parse_duration(request.query.get("older_than", "60s"))
+        except ValueError as exc:
+            return error(self, HTTPStatus.BAD_REQUEST, str(exc))
+        answers = await fan_out(request, "/api/worker/unseen")
+        orders = [order for answer in answers for order in answer.get("orders", [])]
+        failed = [{"worker": a["internalUrl"], "error": a["error"]} for a in answers if "error" in a]
+        orders.sort(key=lambda o: o["createdAt"])
+        return self.json({"orders": orders, "incompleteBecause": failed}, status=200 if not failed else 206)
+
+
+# -- probes and metrics ----------------------------------------------------------------------
 
 
 @app.page("/healthz")
@@ -56,5 +279,13 @@ class Readiness(View):
     """Readiness: 200 only when this worker's partitions are assigned and recovered."""
 
     async def get(self, request: Request) -> Response:
-        state = recovery_state()
-        return self.json({"ready": is_ready(), **state}, status=200 if is_ready() else 503)
+        ready = worker_ready()
+        return self.json({"ready": ready, **recovery_state()}, status=200 if ready else 503)
+
+
+@app.page("/metrics")
+class Metrics(View):
+    """Prometheus exposition of this worker's metrics."""
+
+    async def get(self, request: Request) -> Response:
+        return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])

@@ -12,6 +12,7 @@ import aiohttp
 
 from partner_stream.broker import free_port
 from tests.support.polling import eventually
+from web.auth import DEV_JWT_SECRET, mint_operator_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,6 +39,7 @@ async def test_dev_command_serves_sample_orders_over_http(tmp_path: Path, artifa
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,
     )
+    headers = {"Authorization": f"Bearer {mint_operator_token(DEV_JWT_SECRET)}"}
     try:
         async with aiohttp.ClientSession() as session:
 
@@ -45,7 +47,7 @@ async def test_dev_command_serves_sample_orders_over_http(tmp_path: Path, artifa
                 total = 0
                 for restaurant in ("1", "2", "3"):
                     url = f"http://127.0.0.1:{web_port}/api/restaurants/{restaurant}/pending-orders"
-                    async with session.get(url) as response:
+                    async with session.get(url, headers=headers) as response:
                         total += len((await response.json())["orders"])
                 return total
 

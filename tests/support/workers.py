@@ -15,9 +15,14 @@ from typing import Any
 import aiohttp
 
 from partner_stream.broker import free_port
+from web.auth import mint_operator_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_JWT_SECRET = "test-secret-for-partner-stream-integration-tests"
+
+
+def operator_token(secret: str = TEST_JWT_SECRET) -> str:
+    return mint_operator_token(secret, ttl_seconds=3600)
 
 
 @dataclass
@@ -149,6 +154,12 @@ class Worker:
         except FileNotFoundError:
             return "(no log)"
 
-    async def get_json(self, path: str) -> tuple[int, Any]:
-        async with aiohttp.ClientSession() as session, session.get(f"{self.base_url}{path}") as response:
+    async def get_json(self, path: str, *, token: str | None = None) -> tuple[int, Any]:
+        """GET with an operator token (or the given one; "" for none)."""
+        token = operator_token() if token is None else token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.base_url}{path}", headers=headers) as response,
+        ):
             return response.status, await response.json(content_type=None)

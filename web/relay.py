@@ -1,0 +1,104 @@
+"""Relay a tablet's WebSocket from a worker that does not own its restaurant to the one that does.
+
+Browsers do not follow redirects on a WebSocket handshake, and SignalR's
+``skipNegotiation`` and the plain protocol never negotiate, so a socket that lands
+on the wrong worker (e.g. behind a single load-balancer address) is piped to the
+owner frame by frame. The owner still authenticates, pushes and decides when to
+close; its close code and reason are passed through, so a handover still reaches
+the tablet as "reconnect".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from yarl import URL
+
+from . import metrics
+
+log = logging.getLogger(__name__)
+
+#: Marks a relayed handshake, so an owner that disagrees answers 503 instead of relaying again.
+RELAYED_HEADER = "X-Partner-Stream-Relayed"
+#: Headers the owner needs to authenticate and identify the client.
+FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "X-Requested-With")
+
+
+class Relay:
+    def __init__(self, max_message_bytes: int) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._session: aiohttp.ClientSession | None = None
+        #: Sockets currently relayed through this worker.
+        self.active = 0
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def serve(self, request: web.Request, owner: URL) -> web.StreamResponse:
+        target = owner.with_path(request.path).with_query(request.query)
+        headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
+        headers[RELAYED_HEADER] = "1"
+        try:
+            upstream = await self.session.ws_connect(
+                target, headers=headers, autoping=True, max_msg_size=self.max_message_bytes, heartbeat=None
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            # The owner refused (401/403/404/503…): give the client the same answer.
+            return web.json_response({"error": f"owner refused the connection: {exc.message}"}, status=exc.status)
+        except (aiohttp.ClientError, OSError) as exc:
+            log.warning("relay to %s failed: %s", owner, exc)
+            return web.json_response(
+                {"error": "the restaurant's worker is unreachable; retry shortly"},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
+        client = web.WebSocketResponse(max_msg_size=self.max_message_bytes, autoping=True)
+        await client.prepare(request)
+        metrics.RELAYS.inc()
+        self.active += 1
+        try:
+            await self._pipe(client, upstream)
+        finally:
+            self.active -= 1
+            metrics.RELAYS.dec()
+        return client
+
+    async def _pipe(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        to_owner = asyncio.create_task(self._client_to_owner(client, upstream))
+        try:
+            async for message in upstream:
+                if message.type == WSMsgType.TEXT:
+                    await client.send_str(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await client.send_bytes(message.data)
+            code = upstream.close_code or 1000
+            reason = (upstream.exception() and "owner connection failed") or ""
+            if not client.closed:
+                await client.close(code=code, message=str(reason).encode())
+        finally:
+            to_owner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await to_owner
+            if not upstream.closed:
+                await upstream.close()
+
+    @staticmethod
+    async def _client_to_owner(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
+        async for message in client:
+            if message.type == WSMsgType.TEXT:
+                await upstream.send_str(message.data)
+            elif message.type == WSMsgType.BINARY:
+                await upstream.send_bytes(message.data)
+        if not upstream.closed:
+            await upstream.close(code=client.close_code or 1000)
