@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import unquote_plus
 
 from aiohttp import web
 from yarl import URL
@@ -30,7 +31,9 @@ def redact(url: URL) -> str:
     parts = []
     for part in raw_query.split("&"):
         name, sep, _ = part.partition("=")
-        parts.append(f"{name}{sep}{REDACTED}" if sep and name.lower() in SECRET_QUERY_PARAMS else part)
+        # aiohttp decodes parameter names (access%5Ftoken is access_token): compare the decoded form.
+        secret = unquote_plus(name).lower() in SECRET_QUERY_PARAMS
+        parts.append(f"{name}{sep}{REDACTED}" if sep and secret else part)
     return f"{url.raw_path}?{'&'.join(parts)}"
 
 

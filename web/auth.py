@@ -90,7 +90,7 @@ class TokenVerifier:
             )
         try:
             header = jwt.get_unverified_header(token)
-        except jwt.DecodeError:
+        except jwt.InvalidTokenError:  # DecodeError, and a header PyJWT rejects (e.g. a non-string kid)
             raise AuthError(HTTPStatus.UNAUTHORIZED, "malformed token") from None
         algorithm = header.get("alg")
         for key, algorithms in self._keys:

@@ -31,7 +31,7 @@ from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
 from .protocols.disconnects import BAD_REQUEST
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
 from .relay import RELAYED_HEADER, Relay
-from .workers import public_urls
+from .workers import OwnerUnreachable, public_urls
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,10 @@ class TabletEndpoints:
             # SignalR's redirect: the client re-negotiates at `url` with `accessToken` as its bearer.
             query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
             assert owner.url is not None
-            base = await public_urls.resolve(owner.url)
+            try:
+                base = await public_urls.resolve(owner.url)
+            except OwnerUnreachable as exc:
+                return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), request)
             url = base.with_path(SIGNALR_PATH).with_query(query)
             body = {"url": str(url), "accessToken": token_from_request(request)}
             return web.json_response(body, headers=self._cors_headers(request))

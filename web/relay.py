@@ -19,6 +19,10 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from . import metrics
+from .protocols.disconnects import UNAVAILABLE
+
+#: Close codes that mean "the connection died", which may not be sent in a close frame.
+ABNORMAL_CLOSE_CODES = frozenset({1005, 1006, 1015})
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +86,14 @@ class Relay:
                     await client.send_str(message.data)
                 elif message.type == WSMsgType.BINARY:
                     await client.send_bytes(message.data)
-            code = upstream.close_code or 1000
-            reason = (upstream.exception() and "owner connection failed") or ""
+            code = upstream.close_code
+            if code is None or code in ABNORMAL_CLOSE_CODES:
+                # The owner vanished (crash, network): tell the tablet to come back, the new owner will serve it.
+                code, reason = UNAVAILABLE.code, UNAVAILABLE.reason
+            else:
+                reason = ""
             if not client.closed:
-                await client.close(code=code, message=str(reason).encode())
+                await client.close(code=code, message=reason.encode())
         finally:
             to_owner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -25,7 +25,7 @@ from tables.queries import snapshot_payload, unseen_orders
 
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
 from .ownership import Placement, locate, owns_partition, recovery_state, worker_ready
-from .workers import internal_url, public_url, public_urls
+from .workers import OwnerUnreachable, internal_url, public_url, public_urls
 
 verifier = TokenVerifier(settings)
 
@@ -100,7 +100,10 @@ class RestaurantEndpoint(View):
         owner = locate(restaurant_id)
         if owner.placement is Placement.UNAVAILABLE:
             return error(self, HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", **{"Retry-After": "1"})
-        base = public_url() if owner.placement is Placement.LOCAL else await public_urls.resolve(owner.url)  # type: ignore[arg-type]
+        try:
+            base = public_url() if owner.placement is Placement.LOCAL else await public_urls.resolve(owner.url)  # type: ignore[arg-type]
+        except OwnerUnreachable as exc:
+            return error(self, HTTPStatus.SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "1"})
         ws_base = base.with_scheme("wss" if base.scheme == "https" else "ws")
         query = {"restaurantId": restaurant_id}
         return self.json(

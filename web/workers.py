@@ -17,7 +17,12 @@ from partner_stream.app import app, settings
 
 log = logging.getLogger(__name__)
 
-PUBLIC_URL_TTL = 60.0
+#: Short, so a dead worker stops being advertised soon after it stops answering.
+PUBLIC_URL_TTL = 10.0
+
+
+class OwnerUnreachable(Exception):
+    """The owner did not answer: do not send tablets to it."""
 
 
 def internal_url() -> URL:
@@ -57,8 +62,8 @@ class PublicUrls:
                 response.raise_for_status()
                 public = URL((await response.json())["publicUrl"])
         except (TimeoutError, aiohttp.ClientError, KeyError, ValueError) as exc:
-            log.warning("could not learn the public URL of %s (%s); using its internal URL", internal, exc)
-            return internal
+            self._cache.pop(key, None)
+            raise OwnerUnreachable(f"worker {internal} did not answer: {exc or type(exc).__name__}") from None
         self._cache[key] = (public, time.monotonic())
         return public
 
