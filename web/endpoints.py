@@ -31,7 +31,7 @@ from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
 from .protocols.disconnects import BAD_REQUEST
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
 from .relay import RELAYED_HEADER, Relay
-from .workers import OwnerUnreachable, public_urls
+from .workers import OwnerUnreachable, owners
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class TabletEndpoints:
             query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
             assert owner.url is not None
             try:
-                base = await public_urls.resolve(owner.url)
+                base = await owners.confirm(owner.url, identity.restaurant_id)
             except OwnerUnreachable as exc:
                 return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), request)
             url = base.with_path(SIGNALR_PATH).with_query(query)

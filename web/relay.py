@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Marks a relayed handshake, so an owner that disagrees answers 503 instead of relaying again.
 RELAYED_HEADER = "X-Partner-Stream-Relayed"
+#: Largest frame accepted from the owner (a big restaurant's snapshot), not from tablets.
+OWNER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 #: Headers the owner needs to authenticate and identify the client.
 FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "X-Requested-With")
 
@@ -55,7 +57,12 @@ class Relay:
         headers[RELAYED_HEADER] = "1"
         try:
             upstream = await self.session.ws_connect(
-                target, headers=headers, autoping=True, max_msg_size=self.max_message_bytes, heartbeat=None
+                # Snapshots from the owner can be far larger than anything a tablet may send us.
+                target,
+                headers=headers,
+                autoping=True,
+                max_msg_size=OWNER_MAX_MESSAGE_BYTES,
+                heartbeat=None,
             )
         except aiohttp.WSServerHandshakeError as exc:
             # The owner refused (401/403/404/503…): give the client the same answer.

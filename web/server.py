@@ -28,7 +28,7 @@ from .access_log import access_log
 from .endpoints import TabletEndpoints
 from .hub import Hub
 from .ownership import owns_partition
-from .workers import public_urls
+from .workers import owners
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def install_routes(web_app: web.Application) -> None:
 
     async def close_clients(_: web.Application) -> None:
         await endpoints.relay.close()
-        await public_urls.close()
+        await owners.close()
 
     web_app.on_shutdown.append(close_tablets)
     web_app.on_cleanup.append(close_clients)

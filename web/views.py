@@ -25,7 +25,7 @@ from tables.queries import snapshot_payload, unseen_orders
 
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
 from .ownership import Placement, locate, owns_partition, recovery_state, worker_ready
-from .workers import OwnerUnreachable, internal_url, public_url, public_urls
+from .workers import OwnerUnreachable, internal_url, owners, public_url
 
 verifier = TokenVerifier(settings)
 
@@ -101,7 +101,9 @@ class RestaurantEndpoint(View):
         if owner.placement is Placement.UNAVAILABLE:
             return error(self, HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", **{"Retry-After": "1"})
         try:
-            base = public_url() if owner.placement is Placement.LOCAL else await public_urls.resolve(owner.url)  # type: ignore[arg-type]
+            base = (
+                public_url() if owner.placement is Placement.LOCAL else await owners.confirm(owner.url, restaurant_id)
+            )  # type: ignore[arg-type]
         except OwnerUnreachable as exc:
             return error(self, HTTPStatus.SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "1"})
         ws_base = base.with_scheme("wss" if base.scheme == "https" else "ws")
@@ -143,10 +145,18 @@ def local_status() -> dict[str, Any]:
 
 @app.page("/api/worker")
 class WorkerIdentity(View):
-    """Public facts about this worker (its URLs); other workers ask this to steer tablets."""
+    """Public facts about this worker; other workers ask it whether it serves a restaurant before steering tablets."""
 
     async def get(self, request: Request) -> Response:
-        return self.json({"internalUrl": str(internal_url()), "publicUrl": str(public_url()), "ready": worker_ready()})
+        body: dict[str, Any] = {
+            "internalUrl": str(internal_url()),
+            "publicUrl": str(public_url()),
+            "ready": worker_ready(),
+        }
+        restaurant_id = request.query.get("restaurantId")
+        if restaurant_id:
+            body["servesRestaurant"] = locate(restaurant_id).placement is Placement.LOCAL
+        return self.json(body)
 
 
 @app.page("/api/worker/status")

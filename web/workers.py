@@ -1,28 +1,19 @@
-"""This worker's identity, and the public URLs of the others (learned from them, cached).
+"""This worker's identity, and how to send a tablet to another worker safely.
 
 Kafka's assignor knows every worker by its internal URL (Faust ``canonical_url``).
-Tablets need the *public* one, which differs behind proxies and in containers, so
-a worker asks the owner for it once (``GET /api/worker``) and caches the answer.
+Tablets need the *public* one, which differs behind proxies and in containers. Before
+steering a tablet elsewhere, a worker asks the presumed owner (``GET /api/worker?
+restaurantId=…``) for its public URL *and* whether it really serves that restaurant
+now: during a rebalance the local assignment map can be stale, and a tablet must never
+be sent to a worker that is not (or not yet) the owner, or to one that died.
 """
 
 from __future__ import annotations
-
-import logging
-import time
 
 import aiohttp
 from yarl import URL
 
 from partner_stream.app import app, settings
-
-log = logging.getLogger(__name__)
-
-#: Short, so a dead worker stops being advertised soon after it stops answering.
-PUBLIC_URL_TTL = 10.0
-
-
-class OwnerUnreachable(Exception):
-    """The owner did not answer: do not send tablets to it."""
 
 
 def internal_url() -> URL:
@@ -37,11 +28,14 @@ def same_worker(a: URL, b: URL) -> bool:
     return (a.host, a.port) == (b.host, b.port)
 
 
-class PublicUrls:
-    """Maps other workers' internal URLs to their public ones."""
+class OwnerUnreachable(Exception):
+    """The presumed owner did not confirm it serves the restaurant: do not send tablets to it."""
+
+
+class OwnerDirectory:
+    """Confirms ownership with the owner itself and learns its public URL."""
 
     def __init__(self) -> None:
-        self._cache: dict[str, tuple[URL, float]] = {}
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -50,26 +44,24 @@ class PublicUrls:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3))
         return self._session
 
-    async def resolve(self, internal: URL) -> URL:
+    async def confirm(self, internal: URL, restaurant_id: str) -> URL:
+        """The owner's public URL, once it confirms it is ready to serve ``restaurant_id``."""
         if same_worker(internal, internal_url()):
             return public_url()
-        key = f"{internal.host}:{internal.port}"
-        cached = self._cache.get(key)
-        if cached and time.monotonic() - cached[1] < PUBLIC_URL_TTL:
-            return cached[0]
+        url = internal.with_path("/api/worker").with_query({"restaurantId": restaurant_id})
         try:
-            async with self.session.get(internal.with_path("/api/worker")) as response:
+            async with self.session.get(url) as response:
                 response.raise_for_status()
-                public = URL((await response.json())["publicUrl"])
-        except (TimeoutError, aiohttp.ClientError, KeyError, ValueError) as exc:
-            self._cache.pop(key, None)
-            raise OwnerUnreachable(f"worker {internal} did not answer: {exc or type(exc).__name__}") from None
-        self._cache[key] = (public, time.monotonic())
-        return public
+                body = await response.json()
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise OwnerUnreachable(f"the restaurant's worker did not answer ({exc or type(exc).__name__})") from None
+        if not body.get("servesRestaurant"):
+            raise OwnerUnreachable("the restaurant is changing workers")
+        return URL(body["publicUrl"])
 
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
 
 
-public_urls = PublicUrls()
+owners = OwnerDirectory()

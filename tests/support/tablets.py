@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,3 +91,85 @@ class PlainTablet:
         await self.ws.close()
         await asyncio.wait_for(self._reader, 10)
         await self.session.close()
+
+
+class LiveBoard:
+    """A plain-protocol tablet that reconnects forever through one address and keeps its own order list.
+
+    It applies the protocol's contract: a snapshot replaces everything, a change with seq n+1
+    is applied, any other seq jump asks for a snapshot. Its ``orders`` are what a kitchen sees.
+    """
+
+    def __init__(self, base_url: str, restaurant: str, *, retry_delay: float = 0.25) -> None:
+        self.url = f"{base_url.replace('http', 'ws')}/ws/partner?restaurantId={restaurant}"
+        self.restaurant = restaurant
+        self.retry_delay = retry_delay
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.seq = -1
+        self.connects = 0
+        self.close_codes: list[int | None] = []
+        self._changed = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> LiveBoard:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                try:
+                    token = tablet_token(self.restaurant)
+                    async with session.ws_connect(f"{self.url}&access_token={token}", heartbeat=None) as ws:
+                        self.connects += 1
+                        async for message in ws:
+                            if message.type == aiohttp.WSMsgType.TEXT:
+                                await self._apply(ws, message.json())
+                        self.close_codes.append(ws.close_code)
+                except (aiohttp.ClientError, OSError):
+                    pass
+                # Reconnect pacing, as a real tablet's back-off would do.
+                await asyncio.sleep(self.retry_delay)
+
+    async def _apply(self, ws: aiohttp.ClientWebSocketResponse, message: dict[str, Any]) -> None:
+        kind, seq = message.get("type"), message.get("seq")
+        if kind == "ping":
+            await ws.send_json({"type": "ping"})  # keeps the server's client timeout from firing
+            return
+        async with self._changed:
+            if kind == "PendingOrders":
+                self.orders = {o["orderId"]: o for o in message["data"]["orders"]}
+                self.seq = seq
+            elif kind in {"NewOrder", "OrderAccepted", "OrderRejected", "OrderAcknowledged"}:
+                if seq != self.seq + 1:
+                    await ws.send_json({"type": "resume", "seq": self.seq})  # gap: ask for a snapshot
+                    return
+                self.seq = seq
+                order_id = message["data"]["orderId"]
+                if kind == "NewOrder":
+                    self.orders[order_id] = message["data"]
+                elif kind in {"OrderAccepted", "OrderRejected"}:
+                    self.orders.pop(order_id, None)
+            self._changed.notify_all()
+
+    async def wait_for_orders(self, expected: set[str], *, exact: bool = True, timeout: float = 60.0) -> None:
+        """Wait until the board shows exactly ``expected`` (or at least it, while orders still flow)."""
+
+        def shown() -> bool:
+            return set(self.orders) == expected if exact else expected <= set(self.orders)
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(shown), timeout)
+            except TimeoutError:
+                missing, extra = expected - set(self.orders), set(self.orders) - expected
+                raise AssertionError(
+                    f"{self.restaurant}: missing {sorted(missing)}, unexpected {sorted(extra)[:20]} "
+                    f"(connects={self.connects}, closes={self.close_codes})"
+                ) from None

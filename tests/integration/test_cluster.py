@@ -1,0 +1,276 @@
+"""Several workers, one truth: tablets reach their restaurant's owner through any address,
+and keep every pending order across a crash, a scale-out and a graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from partner_stream.broker import EmbeddedBroker
+from tests.conftest import new_worker, restaurant_id
+from tests.integration.test_hub import node_modules, signalr_config  # noqa: F401  (fixture)
+from tests.integration.test_stream_core import created, publish
+from tests.support.polling import eventually
+from tests.support.signalr_node import NodeSignalRClient
+from tests.support.tablets import LiveBoard, PlainTablet, tablet_token
+from tests.support.workers import Worker
+
+
+class Cluster:
+    def __init__(self, workers: list[Worker]) -> None:
+        self.workers = workers
+
+    def add(self, worker: Worker) -> Worker:
+        self.workers.append(worker)
+        return worker
+
+    def live(self) -> list[Worker]:
+        return [w for w in self.workers if w.process is not None and w.process.poll() is None]
+
+    async def settled(self, timeout: float = 90.0) -> dict[str, Any]:
+        """Wait until every live worker is ready and together they own every partition exactly once."""
+        entry = self.live()[0]
+
+        async def status() -> dict[str, Any]:
+            code, body = await entry.get_json("/api/cluster")
+            assert code == 200, body
+            return body
+
+        def complete(body: dict[str, Any]) -> bool:
+            workers = body["workers"]
+            if len(workers) != len(self.live()) or any(not w.get("ready") for w in workers):
+                return False
+            active = sorted(p for w in workers for p in w["activePartitions"])
+            return active == list(range(entry.partitions))
+
+        return await eventually(status, complete, timeout=timeout, interval=0.5, what="a settled cluster")
+
+    async def owner_of(self, restaurant: str) -> str:
+        code, body = await self.live()[0].get_json(f"/api/restaurants/{restaurant}/endpoint")
+        assert code == 200, body
+        return body["worker"]
+
+
+@pytest.fixture(scope="module")
+async def cluster(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
+) -> AsyncIterator[Cluster]:
+    base = tmp_path_factory.mktemp("cluster")
+    first = new_worker(broker, base, artifacts_dir, "cluster-a")
+    second = Worker(
+        broker_url=broker.url,
+        app_id=first.app_id,
+        topics=first.topics,
+        data_dir=base / "cluster-b-data",
+        log_path=artifacts_dir / f"worker-{first.app_id}-b.log",
+    )
+    await asyncio.gather(first.start(), second.start())
+    cluster = Cluster([first, second])
+    await cluster.settled()
+    yield cluster
+    for worker in cluster.live():
+        await worker.stop()
+
+
+def sibling(cluster: Cluster, name: str) -> Worker:
+    first = cluster.workers[0]
+    return Worker(
+        broker_url=first.broker_url,
+        app_id=first.app_id,
+        topics=first.topics,
+        data_dir=first.data_dir.parent / f"{name}-data",
+        log_path=first.log_path.with_name(f"worker-{first.app_id}-{name}.log"),
+    )
+
+
+async def restaurants_on_every_worker(cluster: Cluster, count: int = 8) -> dict[str, str]:
+    """Restaurant IDs whose owners cover every live worker: {restaurant: owner public URL}."""
+    owners: dict[str, str] = {}
+    for _ in range(200):
+        restaurant = restaurant_id()
+        owners[restaurant] = await cluster.owner_of(restaurant)
+        if len(owners) >= count and len(set(owners.values())) == len(cluster.live()):
+            return owners
+    raise AssertionError(f"could not spread restaurants over the workers: {owners}")
+
+
+async def test_tablets_reach_their_owner_through_one_address(cluster: Cluster, producer: AIOKafkaProducer) -> None:
+    entry = cluster.workers[0]
+    owners = await restaurants_on_every_worker(cluster, count=4)
+    clients: list[tuple[str, Any]] = []
+    try:
+        for restaurant in owners:
+            negotiated = await NodeSignalRClient.start(signalr_config(entry, restaurant))
+            skipping = await NodeSignalRClient.start(signalr_config(entry, restaurant, skipNegotiation=True))
+            plain = await PlainTablet.connect(entry, restaurant)
+            clients += [(restaurant, negotiated), (restaurant, skipping), (restaurant, plain)]
+        for _, client in clients:
+            await client.wait_for("PendingOrders")
+        for restaurant in owners:
+            await publish(producer, entry.topics.created, created(restaurant, f"for-{restaurant}"))
+        for restaurant, client in clients:
+            if isinstance(client, PlainTablet):
+                pushed = (await client.wait_for("NewOrder"))["data"]
+            else:
+                pushed = (await client.wait_for("NewOrder"))["args"][0]
+            assert pushed["orderId"] == f"for-{restaurant}"
+
+        # The negotiated SignalR clients of remote restaurants were redirected to their owner's own address.
+        _, status = await entry.get_json("/api/cluster")
+        relayed = {w["internalUrl"]: w["relayedConnections"] for w in status["workers"]}
+        remote = [r for r, owner in owners.items() if owner.rstrip("/") != entry.base_url]
+        assert remote, "some restaurant must live on the other worker"
+        assert sum(relayed.values()) >= 2 * len(remote)  # skipNegotiation + plain sockets are relayed
+    finally:
+        for _, client in clients:
+            await client.close()
+
+
+async def test_operator_api_answers_from_any_worker_and_refuses_tablet_tokens(
+    cluster: Cluster, producer: AIOKafkaProducer
+) -> None:
+    owners = await restaurants_on_every_worker(cluster, count=2)
+    for restaurant in owners:
+        await publish(producer, cluster.workers[0].topics.created, created(restaurant, "op-1"))
+    for worker, restaurant in itertools.product(cluster.live(), owners):
+        snapshot = await eventually(
+            lambda w=worker, r=restaurant: w.get_json(f"/api/restaurants/{r}/pending-orders"),
+            lambda answer: answer[0] == 200 and [o["orderId"] for o in answer[1]["orders"]] == ["op-1"],
+            what="pending orders from any worker",
+        )
+        assert snapshot[1]["restaurantId"] == restaurant
+
+    worker = cluster.live()[0]
+    restaurant = next(iter(owners))
+    for path in (
+        f"/api/restaurants/{restaurant}/pending-orders",
+        f"/api/restaurants/{restaurant}/connections",
+        "/api/cluster",
+        "/api/orders/unseen?older_than=0s",
+    ):
+        assert (await worker.get_json(path, token=""))[0] == 401, path
+        assert (await worker.get_json(path, token=tablet_token(restaurant)))[0] == 403, path
+    code, unseen = await worker.get_json("/api/orders/unseen?older_than=0s")
+    assert code == 200 and {o["orderId"] for o in unseen["orders"] if o["restaurantId"] in owners} == {"op-1"}
+    code, body = await worker.get_json("/api/orders/unseen?older_than=soon")
+    assert code == 400 and "duration" in body["error"]
+
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/metrics") as response:
+        text = await response.text()
+    for metric in (
+        "partner_stream_connections",
+        "partner_stream_pushes_total",
+        "partner_stream_push_latency_seconds_bucket",
+        "partner_stream_events_applied_total",
+        "partner_stream_dead_letters_total",
+        "partner_stream_consumer_lag",
+        "partner_stream_rebalances_total",
+    ):
+        assert metric in text, metric
+
+
+async def test_no_order_is_lost_across_crash_scale_out_and_graceful_stop(
+    cluster: Cluster, producer: AIOKafkaProducer
+) -> None:
+    entry = cluster.workers[0]
+    owners = await restaurants_on_every_worker(cluster, count=6)
+    boards = {r: LiveBoard(entry.base_url, r).start() for r in owners}
+    published: dict[str, set[str]] = {r: set() for r in owners}
+    counter = itertools.count()
+    flowing = True
+
+    async def keep_ordering() -> None:
+        while flowing:
+            for restaurant in owners:
+                order = f"o{next(counter)}"
+                await publish(producer, entry.topics.created, created(restaurant, order))
+                published[restaurant].add(order)
+            await asyncio.sleep(0.2)  # a steady trickle of orders, not a wait for a condition
+
+    async def every_board_has_every_order(exact: bool = False) -> None:
+        for restaurant, board in boards.items():
+            await board.wait_for_orders(set(published[restaurant]), exact=exact, timeout=90)
+
+    negotiations: list[str] = []
+
+    async def keep_negotiating() -> None:
+        """Negotiate through the entry worker all along; follow every redirect once."""
+        async with aiohttp.ClientSession() as session:
+            while flowing:
+                for restaurant in owners:
+                    negotiations.append(await negotiate_outcome(session, entry.base_url, restaurant))
+                await asyncio.sleep(0.1)  # probe pacing
+
+    orders = asyncio.create_task(keep_ordering())
+    probe = asyncio.create_task(keep_negotiating())
+    try:
+        await every_board_has_every_order()
+
+        # 1. Crash: SIGKILL the other worker while orders keep flowing.
+        victim = cluster.workers[1]
+        await victim.kill()
+        await cluster.settled(timeout=120)
+        await every_board_has_every_order()
+
+        # 2. Scale out: a new worker takes partitions, their tablets move to it.
+        newcomer = cluster.add(sibling(cluster, "c"))
+        await newcomer.start()
+        await cluster.settled(timeout=120)
+        await every_board_has_every_order()
+
+        # 3. Graceful stop of the newcomer: its partitions come back.
+        await newcomer.stop()
+        await cluster.settled(timeout=120)
+
+        flowing = False
+        await orders
+        await probe
+        await every_board_has_every_order(exact=True)
+        for restaurant in owners:
+            code, body = await entry.get_json(f"/api/restaurants/{restaurant}/pending-orders")
+            assert code == 200 and {o["orderId"] for o in body["orders"]} == published[restaurant]
+        assert any(board.connects > 1 for board in boards.values()), "some tablets must have moved"
+        # Negotiate never sent a tablet to a worker that was not (yet) the owner: every redirect was
+        # confirmed by its target, and during the handovers the answer was 503 instead.
+        assert "stale-redirect" not in negotiations, negotiations
+        assert {"local", "redirect-confirmed"} <= set(negotiations), set(negotiations)
+    finally:
+        flowing = False
+        with contextlib.suppress(Exception):
+            await orders
+        with contextlib.suppress(Exception):
+            await probe
+        for board in boards.values():
+            await board.stop()
+
+
+async def negotiate_outcome(session: aiohttp.ClientSession, base_url: str, restaurant: str) -> str:
+    """local | redirect-confirmed | unavailable | stale-redirect (a redirect its target does not honour)."""
+    url = f"{base_url}/partnerhub/negotiate?restaurantId={restaurant}&negotiateVersion=1"
+    headers = {"Authorization": f"Bearer {tablet_token(restaurant)}"}
+    async with session.post(url, headers=headers) as response:
+        if response.status == 503:
+            assert response.headers.get("Retry-After")
+            return "unavailable"
+        assert response.status == 200, await response.text()
+        body = await response.json()
+    if "connectionToken" in body:
+        return "local"
+    target = body["url"].replace("/partnerhub?", "/partnerhub/negotiate?") + "&negotiateVersion=1"
+    try:
+        async with session.post(target, headers={"Authorization": f"Bearer {body['accessToken']}"}) as response:
+            if response.status == 503:
+                return "unavailable"  # the target is mid-handover: the client will retry
+            if response.status == 200 and "connectionToken" in await response.json():
+                return "redirect-confirmed"
+    except aiohttp.ClientError:
+        pass
+    return "stale-redirect"
