@@ -62,6 +62,7 @@ def create_app(settings: Settings) -> PartnerStreamApp:
         "store": "rocksdb://",
         "datadir": str(settings.app_datadir),
         "topic_partitions": settings.topic_partitions,
+        "table_standby_replicas": settings.table_standby_replicas,
         "web_bind": settings.web_bind,
         "web_port": settings.web_port,
         "processing_guarantee": "at_least_once",

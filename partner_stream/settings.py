@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(
         8, ge=1, description="Partitions of the internal re-key topic and the table changelog."
     )
+    table_standby_replicas: int = Field(
+        1, ge=0, description="Warm copies of each table partition on other workers (faster failover)."
+    )
     app_datadir: Path = Field(
         Path("partner-stream-data"), description="Local RocksDB state (rebuilt from the changelog)."
     )

@@ -50,9 +50,23 @@ def kafka(compose: dict) -> dict:
     return compose["services"]["kafka"]
 
 
-@pytest.fixture(scope="module")
-def worker(compose: dict) -> dict:
-    return compose["services"]["worker"]
+WORKER_SERVICES = sorted(name for name in yaml.safe_load(COMPOSE.read_text())["services"] if name.startswith("worker"))
+
+
+@pytest.fixture(scope="module", params=WORKER_SERVICES)
+def worker(compose: dict, request: pytest.FixtureRequest) -> dict:
+    return compose["services"][request.param]
+
+
+def test_compose_runs_several_workers_with_distinct_addresses(compose: dict) -> None:
+    workers = [compose["services"][name] for name in WORKER_SERVICES]
+    assert len(workers) >= 2, "the deployment example shows scaling out"
+    for key in ("PARTNER_STREAM_WEB_HOST", "PARTNER_STREAM_PUBLIC_URL"):
+        values = [env_of(w)[key] for w in workers]
+        assert len(set(values)) == len(values), f"each worker needs its own {key}"
+    host_ports = [p.split(":")[0] for w in workers for p in w["ports"]]
+    assert len(set(host_ports)) == len(host_ports)
+    assert len({env_of(w)["PARTNER_STREAM_APP_ID"] for w in workers}) == 1, "one consumer group"
 
 
 def env_of(service: dict) -> dict[str, str]:
@@ -285,7 +299,7 @@ def test_every_partner_stream_variable_is_a_setting(compose: dict, monkeypatch: 
     for key in list(os.environ):
         if key.startswith(ENV_PREFIX):
             monkeypatch.delenv(key)
-    for key, value in {**sources["Dockerfile ENV"], **env_of(compose["services"]["worker"])}.items():
+    for key, value in {**sources["Dockerfile ENV"], **env_of(compose["services"][WORKER_SERVICES[0]])}.items():
         if key.startswith(ENV_PREFIX):
             monkeypatch.setenv(key, value)
     settings = Settings()
