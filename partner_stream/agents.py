@@ -72,10 +72,24 @@ async def rekey_by_restaurant(stream: Any) -> None:
             continue
         # The upstream timestamp rides along so the push-latency metric measures the whole path.
         upstream_ms = str(int((message.timestamp or time.time()) * 1000)).encode()
-        await by_restaurant_topic.send(
+        delivery = await by_restaurant_topic.send(
             key=order_event.restaurant_id,
             value=encode_internal(order_event),
             headers=[(UPSTREAM_TS_HEADER, upstream_ms)],
+        )
+        delivery.add_done_callback(lambda f, m=message: _check_delivery(f, m))
+
+
+def _check_delivery(future: Any, message: Any) -> None:
+    """Faust's commit flushes the producer but does not look at delivery errors: make them loud."""
+    if future.cancelled() or future.exception() is not None:
+        problem = "cancelled" if future.cancelled() else repr(future.exception())
+        log.error(
+            "could not forward %s[%s]@%s to the re-key topic: %s",
+            message.topic,
+            message.partition,
+            message.offset,
+            problem,
         )
 
 

@@ -95,8 +95,8 @@ class TabletEndpoints:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         return web.json_response({"error": reason, **extra}, status=int(status), headers=headers)
 
-    def _admission(self, request: web.Request) -> TabletIdentity | Owner | web.Response:
-        """Authenticate and locate the owner: an identity to serve here, an Owner to relay to, or a refusal."""
+    def _admission(self, request: web.Request) -> tuple[TabletIdentity, Owner] | web.Response:
+        """Authenticate and locate the owner (LOCAL or REMOTE), or the refusal to answer with."""
         if not self._origin_allowed(request):
             return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
         try:
@@ -106,12 +106,10 @@ class TabletEndpoints:
         owner = locate(identity.restaurant_id)
         if owner.placement is Placement.UNAVAILABLE:
             return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", request)
-        if owner.placement is Placement.REMOTE:
-            if RELAYED_HEADER in request.headers:
-                # The relaying worker's map and ours disagree: ownership is moving. Never bounce back.
-                return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "the restaurant is changing workers", request)
-            return owner
-        return identity
+        if owner.placement is Placement.REMOTE and RELAYED_HEADER in request.headers:
+            # The relaying worker's map and ours disagree: ownership is moving. Never bounce back.
+            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "the restaurant is changing workers", request)
+        return identity, owner
 
     # -- SignalR negotiate ------------------------------------------------------------------
 
@@ -127,23 +125,18 @@ class TabletEndpoints:
         return web.Response(status=204, headers=headers)
 
     async def negotiate(self, request: web.Request) -> web.Response:
-        if not self._origin_allowed(request):
-            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
-        try:
-            identity = self._authorize(request)
-        except AuthError as exc:
-            return self._refuse(exc.status, exc.reason, request)
-        owner = locate(identity.restaurant_id)
-        if owner.placement is Placement.UNAVAILABLE:
-            return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", request)
+        admitted = self._admission(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        identity, owner = admitted
         if owner.placement is Placement.REMOTE:
             # SignalR's redirect: the client re-negotiates at `url` with `accessToken` as its bearer.
-            query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
             assert owner.url is not None
             try:
                 base = await owners.confirm(owner.url, identity.restaurant_id)
             except OwnerUnreachable as exc:
                 return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), request)
+            query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
             url = base.with_path(SIGNALR_PATH).with_query(query)
             body = {"url": str(url), "accessToken": token_from_request(request)}
             return web.json_response(body, headers=self._cors_headers(request))
@@ -169,22 +162,24 @@ class TabletEndpoints:
         admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
-        if isinstance(admitted, Owner):
-            return await self.relay.serve(request, admitted.url)  # type: ignore[arg-type]
+        identity, owner = admitted
+        if owner.placement is Placement.REMOTE:
+            return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
         connection_token = request.query.get("id")
         if connection_token is not None:
             negotiation = self._negotiations.pop(connection_token, None)
-            if negotiation is None or negotiation.restaurant_id != admitted.restaurant_id:
+            if negotiation is None or negotiation.restaurant_id != identity.restaurant_id:
                 return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
-        return await self._serve(request, admitted, SignalRCodec(), protocol="signalr")
+        return await self._serve(request, identity, SignalRCodec(), protocol="signalr")
 
     async def plain_socket(self, request: web.Request) -> web.StreamResponse:
         admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
-        if isinstance(admitted, Owner):
-            return await self.relay.serve(request, admitted.url)  # type: ignore[arg-type]
-        return await self._serve(request, admitted, PlainCodec(), protocol="plain")
+        identity, owner = admitted
+        if owner.placement is Placement.REMOTE:
+            return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
+        return await self._serve(request, identity, PlainCodec(), protocol="plain")
 
     async def _serve(
         self, request: web.Request, identity: TabletIdentity, codec: SignalRCodec | PlainCodec, *, protocol: str

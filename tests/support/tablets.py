@@ -108,6 +108,8 @@ class LiveBoard:
         self.seq = -1
         self.connects = 0
         self.close_codes: list[int | None] = []
+        #: (connection number, type, seq, order id or snapshot size, resume sent) of every message, for diagnosis.
+        self.history: list[tuple[Any, ...]] = []
         self._changed = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
 
@@ -142,12 +144,15 @@ class LiveBoard:
         if kind == "ping":
             await ws.send_json({"type": "ping"})  # keeps the server's client timeout from firing
             return
+        data = message.get("data") or {}
+        self.history.append((self.connects, kind, seq, data.get("orderId", len(data.get("orders", [])))))
         async with self._changed:
             if kind == "PendingOrders":
                 self.orders = {o["orderId"]: o for o in message["data"]["orders"]}
                 self.seq = seq
             elif kind in {"NewOrder", "OrderAccepted", "OrderRejected", "OrderAcknowledged"}:
                 if seq != self.seq + 1:
+                    self.history.append((self.connects, "resume-sent", self.seq))
                     await ws.send_json({"type": "resume", "seq": self.seq})  # gap: ask for a snapshot
                     return
                 self.seq = seq
@@ -169,7 +174,8 @@ class LiveBoard:
                 await asyncio.wait_for(self._changed.wait_for(shown), timeout)
             except TimeoutError:
                 missing, extra = expected - set(self.orders), set(self.orders) - expected
+                story = [h for h in self.history if h[1] != "NewOrder" or h[3] in missing or h[1] == "resume-sent"]
                 raise AssertionError(
                     f"{self.restaurant}: missing {sorted(missing)}, unexpected {sorted(extra)[:20]} "
-                    f"(connects={self.connects}, closes={self.close_codes})"
+                    f"(connects={self.connects}, closes={self.close_codes}); history: {story[:60]}"
                 ) from None
