@@ -96,6 +96,8 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
         # Dev only: tablets sign in with tokens from `partner-stream token`, signed with the dev secret.
         "PARTNER_STREAM_JWT_SECRET": os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
+        # Dev only: a stand-in for CentralHub's accept/reject API, so the board's buttons work.
+        "PARTNER_STREAM_DEV_CENTRAL_HUB": "1",
     }
     worker_process = subprocess.Popen(
         [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info"], env=env
@@ -272,6 +274,7 @@ def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -
         f"  broker (embedded Tansu)   {broker_url}",
         f"  pending orders (HTTP)     {base}/api/restaurants/1/pending-orders  (operator token)",
         f"  health / readiness        {base}/healthz  {base}/readyz",
+        f"  order board               {base}/board/  (paste the tablet token below)",
         f"  SignalR hub               {base}/partnerhub?restaurantId=1",
         f"  plain WebSocket           {base.replace('http', 'ws')}/ws/partner?restaurantId=1&access_token=<token>",
         f"  tablet token (rest. 1)    {token}",

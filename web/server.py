@@ -21,6 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from partner_stream import agents
 from partner_stream import metrics as stream_metrics
 from partner_stream.app import app, by_restaurant_topic, pending_orders, settings
+from partner_stream.central_hub_standin import install_board_and_dev_routes
 from partner_stream.events import OrderAcknowledged, encode_internal
 from tables.model import RestaurantOrders
 
@@ -76,6 +77,8 @@ def install_routes(web_app: web.Application) -> None:
 
 
 app.add_route_installer(install_routes)
+# The order board (/board/, /static/) always; the CentralHub stand-in only in the dev stack.
+app.add_route_installer(install_board_and_dev_routes)
 
 
 @app.on_partitions_assigned.connect
