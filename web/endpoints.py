@@ -159,27 +159,27 @@ class TabletEndpoints:
     # -- sockets -------------------------------------------------------------------------
 
     async def signalr_socket(self, request: web.Request) -> web.StreamResponse:
+        return await self._socket(request, protocol="signalr")
+
+    async def plain_socket(self, request: web.Request) -> web.StreamResponse:
+        return await self._socket(request, protocol="plain")
+
+    async def _socket(self, request: web.Request, *, protocol: str) -> web.StreamResponse:
+        """Serve a tablet socket here, relay it to the restaurant's owner, or refuse it before the upgrade."""
         admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
         identity, owner = admitted
         if owner.placement is Placement.REMOTE:
             return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
+        if protocol == "plain":
+            return await self._serve(request, identity, PlainCodec(), protocol=protocol)
         connection_token = request.query.get("id")
-        if connection_token is not None:
+        if connection_token is not None:  # absent for skipNegotiation clients
             negotiation = self._negotiations.pop(connection_token, None)
             if negotiation is None or negotiation.restaurant_id != identity.restaurant_id:
                 return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
-        return await self._serve(request, identity, SignalRCodec(), protocol="signalr")
-
-    async def plain_socket(self, request: web.Request) -> web.StreamResponse:
-        admitted = self._admission(request)
-        if isinstance(admitted, web.Response):
-            return admitted
-        identity, owner = admitted
-        if owner.placement is Placement.REMOTE:
-            return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
-        return await self._serve(request, identity, PlainCodec(), protocol="plain")
+        return await self._serve(request, identity, SignalRCodec(), protocol=protocol)
 
     async def _serve(
         self, request: web.Request, identity: TabletIdentity, codec: SignalRCodec | PlainCodec, *, protocol: str
