@@ -1,0 +1,62 @@
+"""The benchmark harness (bench/, issue 6) runs end to end with tiny sizes.
+
+Not a benchmark: it asserts that the suite starts the embedded broker, the floor and a real worker, drives
+SignalR and plain tablets, and writes JSON results and the Markdown report. It never asserts on timing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.timeout(120)
+def test_bench_runs_with_tiny_sizes(tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "run",
+            "latency",
+            "storm",
+            "--smoke",
+            "--out",
+            str(out),
+            "--logs",
+            str(tmp_path / "logs"),
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    latency = json.loads((out / "bench-results" / "latency.json").read_text())
+    systems = {run["system"] for run in latency["runs"]}
+    assert systems == {"floor", "partner-stream"}
+    for run in latency["runs"]:
+        assert run["latency_ms"]["count"] > 0, run
+        assert run["delivered_share"] is not None
+    protocols = {
+        p for run in latency["runs"] if run["system"] == "partner-stream" for p in run["latency_by_protocol_ms"]
+    }
+    assert protocols == {"signalr", "plain"}
+
+    storm = json.loads((out / "bench-results" / "storm.json").read_text())
+    for run in storm["runs"]:
+        for storm_run in run["storms"].values():
+            assert storm_run["reconnected"] == run["tablets"], run
+
+    report = (out / "benchmarks.md").read_text()
+    assert "## 1. End-to-end latency" in report
+    assert "## 4. Reconnect storm" in report
+    assert "partner-stream" in report and "floor" in report
