@@ -12,6 +12,7 @@ it, let the hub react; protocol errors close the socket with a reason.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
@@ -28,7 +29,7 @@ from .connection import Connection
 from .hub import Hub
 from .ownership import Owner, Placement, locate
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
-from .protocols.disconnects import BAD_REQUEST
+from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, UNAUTHORIZED, UNAVAILABLE
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
 from .relay import RELAYED_HEADER, Relay
 from .workers import OwnerUnreachable, owners
@@ -195,6 +196,7 @@ class TabletEndpoints:
             batch_records=protocol == "signalr",
             transport=request.transport,
         )
+        expiry: asyncio.TimerHandle | None = None
         try:
             if protocol == "signalr" and not await self._signalr_handshake(ws, connection):
                 return ws
@@ -203,9 +205,19 @@ class TabletEndpoints:
                 # disconnect (which drops queued messages) must not swallow it.
                 await ws.send_str(codec.send(HandshakeAccepted()))
             connection.start_writer()
-            self.hub.attach(connection)
+            # Ownership was checked before the upgrade; a rebalance may have finished since (a SignalR
+            # client has 15 s to send its handshake). Attaching to a stale owner would mean no pushes ever.
+            placement = locate(identity.restaurant_id).placement
+            if placement is Placement.LOCAL:
+                self.hub.attach(connection)
+                expiry = _close_when_token_expires(connection, identity)
+            else:
+                connection.disconnect(NOT_OWNER if placement is Placement.REMOTE else UNAVAILABLE)
+                expiry = None
             await self._read_loop(ws, connection)
         finally:
+            if expiry is not None:
+                expiry.cancel()
             self.hub.detach(connection)
             connection.peer_gone()
             await connection.wait_closed()
@@ -263,3 +275,11 @@ class TabletEndpoints:
             if event is NEED_DATA:
                 return
             await self.hub.handle(connection, event)
+
+
+def _close_when_token_expires(connection: Connection, identity: TabletIdentity) -> asyncio.TimerHandle | None:
+    """A token is checked at connect; an open socket must not outlive it (close 4501, no reconnect)."""
+    if identity.expires_at is None:
+        return None
+    delay = max(0.0, float(identity.expires_at) - time.time())
+    return asyncio.get_running_loop().call_later(delay, connection.disconnect, UNAUTHORIZED)

@@ -147,7 +147,13 @@ class Hub(mode.Service):
                 if seq != state.seq:
                     connection.offer(snapshot_message(state))
             case Acknowledge(order_id=order_id, reply_to=reply_to):
-                await self._submit_ack(connection.restaurant_id, order_id)
+                try:
+                    await self._submit_ack(connection.restaurant_id, order_id)
+                except Exception:  # the broker is unreachable: tell the tablet, keep the socket
+                    log.exception("could not record acknowledgement of %s for %r", order_id, connection)
+                    if reply_to is not None:
+                        connection.offer(Reply(reply_to, error="acknowledgement not recorded; retry"))
+                    return
                 connection.last_ack = (order_id, time.time())
                 if reply_to is not None:
                     connection.offer(Reply(reply_to, result=None))

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from . import metrics
-from .protocols.disconnects import UNAVAILABLE
+from .protocols.disconnects import SHUTDOWN, UNAVAILABLE
 
 #: Close codes that mean "the connection died", which may not be sent in a close frame.
 ABNORMAL_CLOSE_CODES = frozenset({1005, 1006, 1015})
@@ -38,8 +38,17 @@ class Relay:
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
         self._session: aiohttp.ClientSession | None = None
-        #: Sockets currently relayed through this worker.
-        self.active = 0
+        #: Tablet sockets currently relayed through this worker.
+        self._clients: set[web.WebSocketResponse] = set()
+
+    @property
+    def active(self) -> int:
+        return len(self._clients)
+
+    async def close_all(self) -> None:
+        """On shutdown: tell relayed tablets to reconnect (they land on another worker)."""
+        for client in list(self._clients):
+            await client.close(code=SHUTDOWN.code, message=SHUTDOWN.reason.encode())
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -66,7 +75,11 @@ class Relay:
             )
         except aiohttp.WSServerHandshakeError as exc:
             # The owner refused (401/403/404/503…): give the client the same answer.
-            return web.json_response({"error": f"owner refused the connection: {exc.message}"}, status=exc.status)
+            status = exc.status if exc.status >= 400 else 502
+            headers = {"Retry-After": "1"} if status == 503 else None
+            return web.json_response(
+                {"error": f"owner refused the connection: {exc.message}"}, status=status, headers=headers
+            )
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("relay to %s failed: %s", owner, exc)
             return web.json_response(
@@ -77,11 +90,11 @@ class Relay:
         client = web.WebSocketResponse(max_msg_size=self.max_message_bytes, autoping=True)
         await client.prepare(request)
         metrics.RELAYS.inc()
-        self.active += 1
+        self._clients.add(client)
         try:
             await self._pipe(client, upstream)
         finally:
-            self.active -= 1
+            self._clients.discard(client)
             metrics.RELAYS.dec()
         return client
 

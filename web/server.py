@@ -61,6 +61,7 @@ def install_routes(web_app: web.Application) -> None:
     endpoints.install(web_app)
 
     async def close_tablets(_: web.Application) -> None:
+        await endpoints.relay.close_all()
         await hub.close_all()
 
     async def close_clients(_: web.Application) -> None:

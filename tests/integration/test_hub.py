@@ -290,3 +290,15 @@ async def test_tokens_never_appear_in_the_worker_log(shared_worker: Worker) -> N
 
     log_text = await eventually(worker_log, lambda text: expected in text, what="the access log line")
     assert token not in log_text
+
+
+async def test_socket_is_closed_when_its_token_expires(shared_worker: Worker) -> None:
+    restaurant = restaurant_id()
+    tablet = await PlainTablet.connect(shared_worker, restaurant, token=tablet_token(restaurant, ttl=2))
+    try:
+        await tablet.wait_for("PendingOrders")
+        code, _ = await tablet.wait_closed(timeout=30)
+        assert code == 4501
+        assert tablet.of_type("close")[-1]["reconnect"] is False
+    finally:
+        await tablet.session.close()

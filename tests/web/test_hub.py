@@ -480,6 +480,19 @@ async def test_acknowledge_with_reply_to_replies_after_the_ack_is_submitted(env:
         assert reply == {"type": 3, "invocationId": "7", "result": None}
 
 
+async def test_failed_acknowledge_replies_with_an_error_and_keeps_the_socket(env: Env) -> None:
+    async def broker_down(restaurant_id: str, order_id: str) -> None:
+        raise ConnectionError("broker unreachable")
+
+    env.hub._submit_ack = broker_down
+    tablet = env.connect("r1")
+    await env.hub.handle(tablet, Acknowledge("o1", reply_to="9"))
+    await settle(tablet)
+
+    assert wire(tablet)[-1] == {"type": "reply", "id": "9", "error": "acknowledgement not recorded; retry"}
+    assert tablet.is_open and tablet.last_ack is None
+
+
 async def test_resume_with_current_seq_sends_nothing(env: Env) -> None:
     env.kitchen.new_order(None, "r1", "o1")
     tablet = env.connect("r1")
