@@ -23,7 +23,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from partner_stream.broker import EmbeddedBroker, free_port
+from partner_stream.broker import EmbeddedBroker, free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_JWT_SECRET = "partner-stream-bench-secret-0123456789abcdef"
@@ -187,15 +187,8 @@ class Server:
                 await asyncio.sleep(0.1)
 
     def stop(self, timeout: float = 30.0) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if self.process is not None:
+            stop_process(self.process, timeout)
 
     def kill(self) -> None:
         process = self.process

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker
+from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker, stop_process
 
 DEV_DATA_DIR = Path(".partner-stream-dev")
 
@@ -114,7 +114,7 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         else:
             _wait_for_interrupt(lambda: worker_process.poll() is None)
     finally:
-        _stop_process(worker_process)
+        stop_process(worker_process)
         embedded.stop()
         click.echo("partner-stream dev stopped.")
 
@@ -254,17 +254,6 @@ def _wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float
             pass
         time.sleep(0.25)
     raise click.ClickException(f"worker was not ready within {timeout:.0f} s ({url})")
-
-
-def _stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -> None:
