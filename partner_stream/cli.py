@@ -37,15 +37,16 @@ def broker(host: str, port: int) -> None:
     embedded = EmbeddedBroker(host=host, port=port)
     try:
         embedded.start()
+        click.echo(f"Embedded broker (Tansu, in-memory) listening on {embedded.url}. Ctrl-C stops it.")
+        click.echo("Workers need PARTNER_STREAM_BROKER_PROFILE=embedded against this broker.")
+        _wait_for_interrupt(lambda: embedded.process is not None and embedded.process.poll() is None)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"Embedded broker (Tansu, in-memory) listening on {embedded.url}. Ctrl-C stops it.")
-    click.echo("Workers need PARTNER_STREAM_BROKER_PROFILE=embedded against this broker.")
-    try:
-        _wait_for_interrupt(lambda: embedded.process is not None and embedded.process.poll() is None)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C at any moment, even while starting, is a clean stop
     finally:
         embedded.stop()
-        click.echo("Broker stopped; its topics are gone.")
+    click.echo("Broker stopped; its topics are gone.")
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
