@@ -70,6 +70,8 @@ def create_app(settings: Settings) -> PartnerStreamApp:
         "consumer_auto_offset_reset": "earliest",
         "autodiscover": False,
         "origin": "partner_stream",
+        # Faust's end-of-rebalance seek races the first fetch and can skip records (see recovery.py).
+        "TableManager": "partner_stream.recovery:KeepReadRecordsTableManager",
     }
     if settings.web_host:
         options["web_host"] = settings.web_host

@@ -191,19 +191,6 @@ async def test_operator_api_answers_from_any_worker_and_refuses_tablet_tokens(
         assert metric in text, metric
 
 
-#: Open defect, reproduced by these two tests in roughly one run in three: after a rebalance (a worker
-#: killed, or a graceful stop during a scale-out), a worker sometimes resumes a moved or re-assigned
-#: *upstream* partition past records nobody processed; those orders never reach the re-key topic
-#: (seen: first event @39 where the committed offset was ~31; the missing records are in the source
-#: topic and absent from the re-key topic; no producer error). It sits in the consumer/rebalance path of
-#: faust-streaming 0.15.3 on the embedded broker and is not understood yet. The tests stay, so the fix
-#: is measured by them turning green. See "Known issue" in docs/operations.md.
-REBALANCE_LOSS = pytest.mark.xfail(
-    strict=False,
-    reason="known defect: orders around a rebalance can be skipped by the consumer (docs/operations.md)",
-)
-
-
 class OrderFlow:
     """Orders keep flowing to a set of restaurants while the cluster changes; tablets reconcile themselves."""
 
@@ -263,7 +250,6 @@ class OrderFlow:
             await board.stop()
 
 
-@REBALANCE_LOSS
 async def test_no_order_is_lost_across_scale_out_and_a_graceful_stop(
     cluster: Cluster, producer: AIOKafkaProducer
 ) -> None:
@@ -289,7 +275,6 @@ async def test_no_order_is_lost_across_scale_out_and_a_graceful_stop(
         await flow.close()
 
 
-@REBALANCE_LOSS
 async def test_no_order_is_lost_when_an_owner_is_killed(cluster: Cluster, producer: AIOKafkaProducer) -> None:
     owners = restaurants_on_every_partition(cluster.workers[0].partitions)
     flow = OrderFlow(cluster.workers[0], producer, owners)
