@@ -7,6 +7,7 @@ registers, in data-flow order, the agents, the HTTP views and the tablet hub.
 
 from .app import app
 from . import agents  # noqa: F401
+from . import runtime  # noqa: F401
 import web.views
 import web.server  # noqa: F401
 

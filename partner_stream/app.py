@@ -12,6 +12,7 @@ from typing import Any
 import faust
 
 from tables.storage import create_table
+from web import site
 
 from . import transport
 from .settings import ENV_PREFIX, Settings, get_settings
@@ -55,6 +56,7 @@ class PartnerStreamApp(faust.App):
 
 def create_app(settings: Settings) -> PartnerStreamApp:
     transport.register()
+    site.register()
     brokers = [url for url in settings.broker_url.split(";") if url.strip()]
     options: dict[str, Any] = {
         "broker": brokers,
@@ -70,6 +72,8 @@ def create_app(settings: Settings) -> PartnerStreamApp:
         "consumer_auto_offset_reset": "earliest",
         "autodiscover": False,
         "origin": "partner_stream",
+        # Faust's web server with a listen backlog for reconnect storms (web/site.py).
+        "web": "partner-aiohttp://",
         # Faust's end-of-rebalance seek races the first fetch and can skip records (see recovery.py).
         "TableManager": "partner_stream.recovery:KeepReadRecordsTableManager",
     }

@@ -12,16 +12,38 @@ from .model import RestaurantOrders
 CODEC_NAME = "restaurant-orders"
 
 
+#: Decoded values kept per codec: the agent reads back what it just wrote, and a reconnect storm
+#: reads the same restaurant for every tablet. Values are frozen, so sharing them is safe.
+DECODED_CACHE_SIZE = 4096
+
+
 class RestaurantOrdersCodec(codecs.Codec):
     """Faust codec between :class:`RestaurantOrders` and the bytes in RocksDB and the changelog."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._decoded: dict[bytes, RestaurantOrders] = {}
 
     def _dumps(self, obj: Any) -> bytes:
         if not isinstance(obj, RestaurantOrders):
             raise TypeError(f"pending-orders values must be RestaurantOrders, not {type(obj).__name__}")
-        return obj.to_bytes()
+        raw = obj.to_bytes()
+        self._remember(raw, obj)
+        return raw
 
     def _loads(self, s: bytes) -> RestaurantOrders:
-        return RestaurantOrders.from_bytes(s)
+        raw = bytes(s)
+        cached = self._decoded.get(raw)
+        if cached is None:
+            cached = RestaurantOrders.from_bytes(raw)
+            self._remember(raw, cached)
+        return cached
+
+    def _remember(self, raw: bytes, value: RestaurantOrders) -> None:
+        decoded = self._decoded
+        if len(decoded) >= DECODED_CACHE_SIZE:
+            del decoded[next(iter(decoded))]  # oldest first: dicts keep insertion order
+        decoded[raw] = value
 
 
 def register_codec() -> None:

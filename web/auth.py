@@ -60,11 +60,19 @@ def token_from_request(request: web.Request) -> str:
     return token
 
 
+#: Verified tokens remembered per worker: a reconnect storm (and SignalR's negotiate + socket) would
+#: otherwise pay a signature check per request for the same few thousand tokens.
+VERIFIED_CACHE_SIZE = 10_000
+#: Clock skew tolerated on ``exp`` (and ``nbf``/``iat``), in seconds.
+LEEWAY_SECONDS = 5
+
+
 class TokenVerifier:
     """Verifies tablet tokens with the configured secret and/or public key."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._verified: dict[str, dict[str, Any]] = {}
 
     @cached_property
     def _keys(self) -> list[tuple[Any, list[str]]]:
@@ -82,6 +90,20 @@ class TokenVerifier:
         return bool(self._keys)
 
     def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims; a token verified before is only re-checked for expiry."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if time.time() > claims["exp"] + LEEWAY_SECONDS:
+                del self._verified[token]
+                raise AuthError(HTTPStatus.UNAUTHORIZED, "token expired")
+            return dict(claims)
+        claims = self._verify_signature(token)
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # oldest first
+        self._verified[token] = claims
+        return dict(claims)
+
+    def _verify_signature(self, token: str) -> dict[str, Any]:
         if not self._keys:
             raise AuthError(
                 HTTPStatus.SERVICE_UNAVAILABLE,
@@ -108,7 +130,7 @@ class TokenVerifier:
                 audience=self.settings.jwt_audience,
                 issuer=self.settings.jwt_issuer,
                 options=options,
-                leeway=5,
+                leeway=LEEWAY_SECONDS,
             )
         except jwt.ExpiredSignatureError:
             raise AuthError(HTTPStatus.UNAUTHORIZED, "token expired") from None

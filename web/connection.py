@@ -39,6 +39,27 @@ class ConnectionStatus(enum.Enum):
 class Connection:
     """A tablet's socket on this worker; created after authentication, registered with the hub."""
 
+    # Thousands per worker: no per-instance __dict__.
+    __slots__ = (
+        "_batch_records",
+        "_queue",
+        "_queue_size",
+        "_transport",
+        "_wakeup",
+        "_writer",
+        "close_reason",
+        "codec",
+        "connected_at",
+        "id",
+        "last_ack",
+        "last_received",
+        "last_sent",
+        "protocol",
+        "restaurant_id",
+        "status",
+        "ws",
+    )
+
     def __init__(
         self,
         ws: web.WebSocketResponse,
@@ -60,6 +81,8 @@ class Connection:
         self.connected_at = time.time()
         #: Monotonic time of the last frame from the client (any frame proves it is alive).
         self.last_received = time.monotonic()
+        #: Monotonic time a message was last queued for the client (a push doubles as a keep-alive).
+        self.last_sent = self.last_received
         #: Last order this tablet acknowledged, and when.
         self.last_ack: tuple[str, float] | None = None
         self.status = ConnectionStatus.OPEN
@@ -93,6 +116,7 @@ class Connection:
             self.disconnect(RESYNC)
             return False
         self._queue.append(message)
+        self.last_sent = time.monotonic()
         self._wakeup.set()
         return True
 

@@ -45,6 +45,9 @@ from .protocols.messages import (
 
 log = logging.getLogger(__name__)
 
+#: A keep-alive round is spread over this many slices of the ping interval.
+PING_SLICES = 20
+
 SnapshotReader = Callable[[str], RestaurantOrders]
 AckSink = Callable[[str, str], Awaitable[None]]
 OwnershipTest = Callable[[str], bool]
@@ -167,17 +170,33 @@ class Hub(mode.Service):
 
     @mode.Service.task
     async def _keepalive(self) -> None:
-        """Ping every tablet (SignalR clients time out after 30 s of silence) and drop silent ones."""
+        """Ping tablets (SignalR clients time out after 30 s of silence) and drop silent ones.
+
+        One round per ``ping_interval``, in :data:`PING_SLICES` slices: pinging 5,000 tablets in one
+        pass stalled pushes for ~0.8 s. A tablet that was sent anything during the last interval needs
+        no ping (any message resets the client's timer). Tablets that connect during a round are
+        covered by the next one, well inside the client's timeout.
+        """
+        slice_seconds = self.ping_interval / PING_SLICES
         while not self.should_stop:
-            await self.sleep(self.ping_interval)
-            self.ping_all()
+            connections = self.connections()
+            for index in range(PING_SLICES):
+                await self.sleep(slice_seconds)
+                if self.should_stop:
+                    return
+                self._ping(connections[index::PING_SLICES], time.monotonic(), only_idle=True)
 
     def ping_all(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        for connection in self.connections():
+        """Ping every tablet now (and drop the silent ones), whatever was sent to them lately."""
+        self._ping(self.connections(), time.monotonic() if now is None else now, only_idle=False)
+
+    def _ping(self, connections: Iterable[Connection], now: float, *, only_idle: bool) -> None:
+        for connection in connections:
+            if not connection.is_open:
+                continue
             if now - connection.last_received > self.client_timeout:
                 connection.disconnect(CLIENT_TIMEOUT)
-            else:
+            elif not only_idle or now - connection.last_sent >= self.ping_interval:
                 connection.offer(ServerPing())
 
     async def close_all(self, reason: Disconnect = SHUTDOWN, timeout: float = 5.0) -> None:

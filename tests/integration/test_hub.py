@@ -283,7 +283,12 @@ async def test_tokens_never_appear_in_the_worker_log(shared_worker: Worker) -> N
         await tablet.wait_for("PendingOrders")
     finally:
         await tablet.close()
-    expected = f"GET /ws/partner?restaurantId={restaurant}&access_token=[redacted] 101"
+    # Accepted handshakes are logged at DEBUG; a refused one (token for another restaurant) at INFO.
+    other = restaurant_id()
+    url = f"{shared_worker.base_url}/ws/partner?restaurantId={other}&access_token={token}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 403
+    expected = f"GET /ws/partner?restaurantId={other}&access_token=[redacted] 403"
 
     async def worker_log() -> str:
         return shared_worker.log_path.read_text(errors="replace")

@@ -80,17 +80,17 @@ def test_percent_encoded_access_token_name_is_redacted_too() -> None:
 
 async def test_middleware_logs_method_redacted_url_and_status(caplog: pytest.LogCaptureFixture) -> None:
     async def handler(_: web.Request) -> web.StreamResponse:
-        return web.Response(status=204)
+        return web.Response(status=401)
 
     request = make_mocked_request("POST", f"/partnerhub/negotiate?restaurantId=r1&access_token={JWT}")
     with caplog.at_level(logging.DEBUG, logger="partner_stream.access"):
         response = await access_log(request, handler)
 
-    assert response.status == 204
+    assert response.status == 401
     [record] = [r for r in caplog.records if r.name == "partner_stream.access"]
-    assert record.levelno == logging.INFO
+    assert record.levelno == logging.INFO  # a refused tablet is worth a line
     message = record.getMessage()
-    assert message.startswith(f"POST /partnerhub/negotiate?restaurantId=r1&access_token={REDACTED} 204 ")
+    assert message.startswith(f"POST /partnerhub/negotiate?restaurantId=r1&access_token={REDACTED} 401 ")
     assert JWT not in message
 
 
@@ -116,3 +116,15 @@ async def test_middleware_logs_probes_at_debug(caplog: pytest.LogCaptureFixture)
 
     [record] = [r for r in caplog.records if r.name == "partner_stream.access"]
     assert record.levelno == logging.DEBUG
+
+
+async def test_middleware_logs_accepted_tablet_handshakes_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    async def handler(_: web.Request) -> web.StreamResponse:
+        return web.Response(status=200)
+
+    with caplog.at_level(logging.DEBUG, logger="partner_stream.access"):
+        await access_log(make_mocked_request("POST", f"/partnerhub/negotiate?access_token={JWT}"), handler)
+        await access_log(make_mocked_request("GET", "/api/cluster"), handler)
+
+    levels = [r.levelno for r in caplog.records if r.name == "partner_stream.access"]
+    assert levels == [logging.DEBUG, logging.INFO]

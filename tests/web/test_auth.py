@@ -282,3 +282,32 @@ def test_minted_token_with_another_secret_is_refused() -> None:
     token = mint_tablet_token("r1", "another-secret-of-a-reasonable-length-9876543210")
     with refused(HTTPStatus.UNAUTHORIZED, "token signature is invalid"):
         verifier().tablet(token, "r1")
+
+
+def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    verifier = TokenVerifier(make_settings(jwt_secret=SECRET))
+    token = mint_tablet_token("42", SECRET, ttl_seconds=60)
+    assert verifier.tablet(token, "42").restaurant_id == "42"
+    later = time.time() + 3600
+    monkeypatch.setattr("web.auth.time.time", lambda: later)
+    with pytest.raises(AuthError) as refused:
+        verifier.tablet(token, "42")
+    assert refused.value.status == HTTPStatus.UNAUTHORIZED and "expired" in refused.value.reason
+
+
+def test_a_remembered_token_is_checked_against_the_restaurant_every_time() -> None:
+    verifier = TokenVerifier(make_settings(jwt_secret=SECRET))
+    token = mint_tablet_token("42", SECRET)
+    verifier.tablet(token, "42")
+    with pytest.raises(AuthError) as refused:
+        verifier.tablet(token, "43")
+    assert refused.value.status == HTTPStatus.FORBIDDEN
+
+
+def test_a_refused_token_is_not_remembered() -> None:
+    verifier = TokenVerifier(make_settings(jwt_secret=SECRET))
+    forged = mint_tablet_token("42", "another-secret-that-is-long-enough-for-hs256-use")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            verifier.tablet(forged, "42")
+    assert forged not in verifier._verified

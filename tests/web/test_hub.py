@@ -608,6 +608,23 @@ async def test_disconnect_not_owned_with_everything_owned_closes_nothing(env: En
     assert tablet.is_open
 
 
+async def test_a_keepalive_round_pings_only_tablets_that_were_sent_nothing_lately(env: Env) -> None:
+    busy = env.connect("r1")
+    idle = env.connect("r2")
+    now = time.monotonic() + 60.0
+    for tablet in (busy, idle):
+        tablet.last_received = now - 1.0
+    busy.last_sent = now - 1.0  # a push a second ago already told the client we are alive
+    idle.last_sent = now - env.hub.ping_interval - 1.0
+
+    env.hub._ping([busy, idle], now, only_idle=True)
+    await settle(busy)
+    await settle(idle)
+
+    assert names(busy) == ["PendingOrders"]
+    assert names(idle) == ["PendingOrders", "ping"]
+
+
 # -- framing -----------------------------------------------------------------------------------
 
 
