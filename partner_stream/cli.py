@@ -34,6 +34,7 @@ def main() -> None:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
 def broker(host: str, port: int) -> None:
     """Run the embedded Kafka-protocol broker (Tansu, in memory) in the foreground."""
+    _ctrl_c_stops()
     embedded = EmbeddedBroker(host=host, port=port)
     try:
         embedded.start()
@@ -76,6 +77,7 @@ def worker(ctx: click.Context) -> None:
 )
 def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, data_dir: Path) -> None:
     """Run the whole service locally: embedded broker + one worker (+ sample orders)."""
+    _ctrl_c_stops()
     from web.auth import DEV_JWT_SECRET, mint_tablet_token
 
     from .samples import generate_orders
@@ -223,6 +225,15 @@ def schemas(out: Path | None) -> None:
         out.write_text(text)
     else:
         click.echo(text, nl=False)
+
+
+def _ctrl_c_stops() -> None:
+    """Honour Ctrl-C/SIGINT even when started with it ignored.
+
+    A shell starts background jobs (``partner-stream dev &`` in a script, CI steps) with SIGINT ignored, and
+    Python keeps an ignored SIGINT ignored: ``kill -INT`` would then do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _wait_for_interrupt(alive: object) -> None:

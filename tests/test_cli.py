@@ -10,6 +10,7 @@ import time
 
 import jwt
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer
 
 from partner_stream.broker import EmbeddedBroker, free_port, port_accepts
@@ -38,9 +39,20 @@ def test_token_mints_tablet_and_operator_tokens_with_the_configured_secret() -> 
     assert refused.returncode != 0 and "--restaurant" in refused.stderr
 
 
-def test_broker_command_listens_and_stops_cleanly_on_ctrl_c() -> None:
+def ignore_sigint() -> None:
+    """What a shell does to a background job (``cmd &``): the child starts with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("started", ["foreground", "as a background job"])
+def test_broker_command_listens_and_stops_cleanly_on_ctrl_c(started: str) -> None:
     port = free_port()
-    process = subprocess.Popen([*CLI, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [*CLI, "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=ignore_sigint if started != "foreground" else None,
+    )
     try:
         deadline = time.monotonic() + 30
         while not port_accepts("127.0.0.1", port):
