@@ -3,7 +3,12 @@
 from faust.types import TP
 
 from partner_stream.app import app
-from partner_stream.recovery import KeepReadRecordsRecovery, merge_read_offsets
+from partner_stream.recovery import (
+    KeepReadRecordsRecovery,
+    merge_read_offsets,
+    resume_stream_partitions,
+    seek_to_committed,
+)
 
 P0, P1, P2, P3 = (TP("order-created", n) for n in range(4))
 
@@ -33,3 +38,36 @@ def test_only_the_seeked_partitions_are_returned() -> None:
 
 def test_the_app_recovers_with_the_fixed_recovery() -> None:
     assert isinstance(app.tables.recovery, KeepReadRecordsRecovery)
+
+
+class FakeConsumer:
+    """The parts of Faust's consumer the recovery touches; the drain loop is played by ``deliver``."""
+
+    def __init__(self, committed: dict[TP, int | None], read: dict[TP, int]) -> None:
+        self.committed = committed
+        self._read_offset: dict[TP, int | None] = dict(read)
+        self._committed_offset: dict[TP, int | None] = {}
+        self.resumed: set[TP] = set()
+
+    def resume_partitions(self, tps: set[TP]) -> None:
+        self.resumed |= tps
+
+    def deliver(self, tp: TP, offset: int) -> None:
+        self._read_offset[tp] = offset
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return dict(self.committed)
+
+
+async def test_a_read_offset_left_by_the_previous_generation_does_not_skip_records() -> None:
+    # Found by the failover benchmark: the survivor had read P0 up to 164 before the rebalance, the
+    # commit was 162; keeping 164 dropped 162 and 163 as duplicates although no agent had them.
+    consumer = FakeConsumer(committed={P0: 162, P1: 40}, read={P0: 164})
+    resume_stream_partitions(consumer, {P0, P1})
+    consumer.deliver(P1, 40)  # this generation, during the seek
+    consumer.deliver(P1, 41)
+    await seek_to_committed(consumer)
+    assert consumer._read_offset[P0] == 162
+    assert consumer._read_offset[P1] == 41
+    assert consumer._committed_offset == {P0: 162, P1: 40}
+    assert consumer.resumed == {P0, P1}
