@@ -7,7 +7,6 @@ the stream moves on.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,8 +30,6 @@ from .events import (
 )
 
 log = logging.getLogger(__name__)
-
-UPSTREAM_TS_HEADER = "x-upstream-ts-ms"
 
 _KIND_BY_TOPIC: dict[str, EventKind] = {
     settings.topic_order_created: EventKind.CREATED,
@@ -70,26 +67,11 @@ async def rekey_by_restaurant(stream: Any) -> None:
         except InvalidEvent as exc:
             await send_to_dead_letters(event, exc.reason)
             continue
-        # The upstream timestamp rides along so the push-latency metric measures the whole path.
-        upstream_ms = str(int((message.timestamp or time.time()) * 1000)).encode()
-        delivery = await by_restaurant_topic.send(
+        # The record keeps the upstream timestamp, so the push-latency metric measures the whole path.
+        await by_restaurant_topic.send(
             key=order_event.restaurant_id,
             value=encode_internal(order_event),
-            headers=[(UPSTREAM_TS_HEADER, upstream_ms)],
-        )
-        delivery.add_done_callback(lambda f, m=message: _check_delivery(f, m))
-
-
-def _check_delivery(future: Any, message: Any) -> None:
-    """Faust's commit flushes the producer but does not look at delivery errors: make them loud."""
-    if future.cancelled() or future.exception() is not None:
-        problem = "cancelled" if future.cancelled() else repr(future.exception())
-        log.error(
-            "could not forward %s[%s]@%s to the re-key topic: %s",
-            message.topic,
-            message.partition,
-            message.offset,
-            problem,
+            timestamp=message.timestamp,
         )
 
 
@@ -103,7 +85,7 @@ async def apply_to_pending_orders(stream: Any) -> None:
             await send_to_dead_letters(event, exc.reason)
             continue
         restaurant_id = order_event.restaurant_id
-        state = pending_orders.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
+        state = pending_orders.state_of(restaurant_id)
         new_state, change = apply_event(state, order_event, resolved_memory=settings.resolved_memory)
         metrics.EVENTS_APPLIED.labels(kind=order_event.kind.value, changed=str(change is not None)).inc()
         if new_state is state:
@@ -117,8 +99,7 @@ async def apply_to_pending_orders(stream: Any) -> None:
 
 
 def observe_push_latency(event: EventT) -> None:
-    headers = dict(event.headers or {})
-    raw = headers.get(UPSTREAM_TS_HEADER)
-    if raw:
-        with contextlib.suppress(ValueError):
-            metrics.PUSH_LATENCY.observe(max(0.0, time.time() - int(raw) / 1000))
+    """Upstream produce -> applied here (the re-key step forwards the upstream record's timestamp)."""
+    produced = event.message.timestamp
+    if produced:
+        metrics.PUSH_LATENCY.observe(max(0.0, time.time() - produced))

@@ -12,9 +12,23 @@ from .model import RestaurantOrders
 CODEC_NAME = "restaurant-orders"
 
 
-#: Decoded values kept per codec: the agent reads back what it just wrote, and a reconnect storm
-#: reads the same restaurant for every tablet. Values are frozen, so sharing them is safe.
-DECODED_CACHE_SIZE = 4096
+#: Restaurants whose latest value is kept decoded: the agent reads back what it just wrote, and every
+#: tablet of a restaurant reads the same value on reconnect. One entry per restaurant (its latest
+#: version), so the bound is on restaurants, not on versions. Values are frozen: sharing is safe.
+DECODED_CACHE_SIZE = 2048
+
+#: Every stored value starts with the restaurant ID (the model's first field); the bytes up to the
+#: ``seq`` field name the cache slot without decoding. A wrong guess only costs a cache miss: a hit
+#: needs the whole stored value to be byte-for-byte the cached one.
+_PREFIX = b'{"restaurantId":"'
+_ID_END = b'","seq":'
+
+
+def _slot(raw: bytes) -> bytes | None:
+    if not raw.startswith(_PREFIX):
+        return None
+    end = raw.find(_ID_END, len(_PREFIX))
+    return raw[len(_PREFIX) : end] if end > 0 else None
 
 
 class RestaurantOrdersCodec(codecs.Codec):
@@ -22,28 +36,40 @@ class RestaurantOrdersCodec(codecs.Codec):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._decoded: dict[bytes, RestaurantOrders] = {}
+        self._latest: dict[bytes, tuple[bytes, RestaurantOrders]] = {}
+        # Faust encodes each written value twice (store, then changelog): the second is free.
+        self._last_encoded: tuple[RestaurantOrders, bytes] | None = None
 
     def _dumps(self, obj: Any) -> bytes:
         if not isinstance(obj, RestaurantOrders):
             raise TypeError(f"pending-orders values must be RestaurantOrders, not {type(obj).__name__}")
+        last = self._last_encoded
+        if last is not None and last[0] is obj:
+            return last[1]
         raw = obj.to_bytes()
+        self._last_encoded = (obj, raw)
         self._remember(raw, obj)
         return raw
 
     def _loads(self, s: bytes) -> RestaurantOrders:
         raw = bytes(s)
-        cached = self._decoded.get(raw)
-        if cached is None:
-            cached = RestaurantOrders.from_bytes(raw)
-            self._remember(raw, cached)
-        return cached
+        slot = _slot(raw)
+        cached = self._latest.get(slot) if slot is not None else None
+        if cached is not None and cached[0] == raw:
+            return cached[1]
+        value = RestaurantOrders.from_bytes(raw)
+        self._remember(raw, value)
+        return value
 
     def _remember(self, raw: bytes, value: RestaurantOrders) -> None:
-        decoded = self._decoded
-        if len(decoded) >= DECODED_CACHE_SIZE:
-            del decoded[next(iter(decoded))]  # oldest first: dicts keep insertion order
-        decoded[raw] = value
+        slot = _slot(raw)
+        if slot is None:
+            return
+        latest = self._latest
+        latest.pop(slot, None)  # re-inserted last: eviction below is least recently written/read
+        if len(latest) >= DECODED_CACHE_SIZE:
+            del latest[next(iter(latest))]
+        latest[slot] = (raw, value)
 
 
 def register_codec() -> None:
@@ -64,6 +90,10 @@ class PendingOrdersTable(faust.Table):
         super().__init__(*args, **kwargs)
         self.key_serializer = "raw"
         self.value_serializer = CODEC_NAME
+
+    def state_of(self, restaurant_id: str) -> RestaurantOrders:
+        """The restaurant's value, or its empty state if it never had an order."""
+        return self.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
 
 
 def create_table(app: faust.App, *, partitions: int) -> PendingOrdersTable:

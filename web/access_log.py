@@ -59,4 +59,5 @@ async def access_log(
         path = request.path
         quiet = path in QUIET_PATHS or (path in TABLET_PATHS and status < 400)
         level = logging.DEBUG if quiet else logging.INFO
-        log.log(level, "%s %s %s %.1fms", request.method, redact(request.rel_url), status, elapsed_ms)
+        if log.isEnabledFor(level):  # redacting costs more than a dropped line
+            log.log(level, "%s %s %s %.1fms", request.method, redact(request.rel_url), status, elapsed_ms)

@@ -20,6 +20,8 @@ from aiohttp import web
 
 from partner_stream.settings import Settings
 
+from .protocols.messages import coerce_id
+
 #: Secret the dev stack signs with; ``partner-stream dev`` sets it, nothing else does.
 DEV_JWT_SECRET = "partner-stream-dev-secret-do-not-use-in-production"
 
@@ -144,10 +146,8 @@ class TokenVerifier:
     def tablet(self, token: str, restaurant_id: str | None) -> TabletIdentity:
         """The tablet's identity, checked against the restaurant it asks for (if it names one)."""
         claims = self.verify(token)
-        claimed = claims.get(self.settings.jwt_restaurant_claim)
-        if isinstance(claimed, int) and not isinstance(claimed, bool):
-            claimed = str(claimed)
-        if not isinstance(claimed, str) or not claimed:
+        claimed = coerce_id(claims.get(self.settings.jwt_restaurant_claim))
+        if not claimed:
             raise AuthError(
                 HTTPStatus.FORBIDDEN, f"token has no {self.settings.jwt_restaurant_claim!r} claim: not a tablet token"
             )

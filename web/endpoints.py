@@ -31,7 +31,7 @@ from .ownership import Owner, Placement, locate
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
 from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, UNAUTHORIZED, UNAVAILABLE
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
-from .relay import RELAYED_HEADER, Relay
+from .relay import RELAYED_HEADER, Relay, RelayRefused
 from .workers import OwnerUnreachable, owners
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,11 @@ class Negotiation:
 class TabletEndpoints:
     """aiohttp handlers sharing the hub, the token verifier and pending negotiations."""
 
-    def __init__(self, hub: Hub, settings: Settings) -> None:
+    def __init__(self, hub: Hub, settings: Settings, verifier: TokenVerifier | None = None) -> None:
         self.hub = hub
         self.settings = settings
-        self.verifier = TokenVerifier(settings)
+        #: Shared with the operator views, so a worker keeps one cache of verified tokens.
+        self.verifier = verifier or TokenVerifier(settings)
         self._negotiations: dict[str, Negotiation] = {}
         self.relay = Relay(settings.hub_max_message_bytes)
 
@@ -172,7 +173,10 @@ class TabletEndpoints:
             return admitted
         identity, owner = admitted
         if owner.placement is Placement.REMOTE:
-            return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
+            try:
+                return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
+            except RelayRefused as refused:
+                return self._refuse(HTTPStatus(refused.status), refused.reason, request)
         if protocol == "plain":
             return await self._serve(request, identity, PlainCodec(), protocol=protocol)
         connection_token = request.query.get("id")
@@ -213,7 +217,6 @@ class TabletEndpoints:
                 expiry = _close_when_token_expires(connection, identity)
             else:
                 connection.disconnect(NOT_OWNER if placement is Placement.REMOTE else UNAVAILABLE)
-                expiry = None
             await self._read_loop(ws, connection)
         finally:
             if expiry is not None:

@@ -58,6 +58,11 @@ def snapshot_message(state: RestaurantOrders) -> Snapshot:
     return Snapshot(restaurant_id=state.restaurant_id, seq=state.seq, orders=tuple(payload["orders"]))
 
 
+def snapshot_reply(snapshot: Snapshot) -> dict[str, object]:
+    """The GetPendingOrders result: the same content as the snapshot push."""
+    return {"restaurantId": snapshot.restaurant_id, "seq": snapshot.seq, "orders": list(snapshot.orders)}
+
+
 class Hub(mode.Service):
     """Tracks this worker's tablet connections and fans changes out to them."""
 
@@ -79,15 +84,18 @@ class Hub(mode.Service):
         self.client_timeout = client_timeout
         #: Open connections by restaurant ID.
         self._by_restaurant: dict[str, set[Connection]] = defaultdict(set)
+        #: The last snapshot built per connected restaurant: every tablet reconnecting at the same ``seq``
+        #: (a storm after a deploy) shares one build instead of dumping every order again.
+        self._snapshots: dict[str, Snapshot] = {}
 
     # -- registry -------------------------------------------------------------------
 
     def attach(self, connection: Connection) -> None:
         """Register a connection and queue its snapshot, atomically with respect to publish()."""
-        state = self._read_snapshot(connection.restaurant_id)
+        snapshot = self._snapshot(connection.restaurant_id)
         self._by_restaurant[connection.restaurant_id].add(connection)
         metrics.CONNECTIONS.labels(protocol=connection.protocol).inc()
-        connection.offer(snapshot_message(state))
+        connection.offer(snapshot)
 
     def detach(self, connection: Connection) -> None:
         connections = self._by_restaurant.get(connection.restaurant_id)
@@ -97,6 +105,7 @@ class Hub(mode.Service):
         metrics.CONNECTIONS.labels(protocol=connection.protocol).dec()
         if not connections:
             del self._by_restaurant[connection.restaurant_id]
+            self._snapshots.pop(connection.restaurant_id, None)
 
     def connections(self, restaurant_id: str | None = None) -> list[Connection]:
         if restaurant_id is not None:
@@ -105,6 +114,14 @@ class Hub(mode.Service):
 
     def restaurants(self) -> list[str]:
         return list(self._by_restaurant)
+
+    def _snapshot(self, restaurant_id: str) -> Snapshot:
+        """The restaurant's current snapshot; rebuilt only when its ``seq`` moved (every visible change bumps it)."""
+        state = self._read_snapshot(restaurant_id)
+        cached = self._snapshots.get(restaurant_id)
+        if cached is None or cached.seq != state.seq:
+            cached = self._snapshots[restaurant_id] = snapshot_message(state)
+        return cached
 
     # -- stream side ----------------------------------------------------------------
 
@@ -140,15 +157,15 @@ class Hub(mode.Service):
             case ClientPing():
                 pass
             case SnapshotRequested(reply_to=reply_to):
-                state = self._read_snapshot(connection.restaurant_id)
+                snapshot = self._snapshot(connection.restaurant_id)
                 if reply_to is None:
-                    connection.offer(snapshot_message(state))
+                    connection.offer(snapshot)
                 else:
-                    connection.offer(Reply(reply_to, result=snapshot_payload(state)))
+                    connection.offer(Reply(reply_to, result=snapshot_reply(snapshot)))
             case Resume(seq=seq):
-                state = self._read_snapshot(connection.restaurant_id)
-                if seq != state.seq:
-                    connection.offer(snapshot_message(state))
+                snapshot = self._snapshot(connection.restaurant_id)
+                if seq != snapshot.seq:
+                    connection.offer(snapshot)
             case Acknowledge(order_id=order_id, reply_to=reply_to):
                 try:
                     await self._submit_ack(connection.restaurant_id, order_id)

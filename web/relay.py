@@ -34,6 +34,15 @@ OWNER_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 FORWARDED_HEADERS = ("Authorization", "Origin", "User-Agent", "X-Requested-With")
 
 
+class RelayRefused(Exception):
+    """The owner could not take the socket; answered to the tablet like any other refusal (before the upgrade)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 class Relay:
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
@@ -45,10 +54,14 @@ class Relay:
     def active(self) -> int:
         return len(self._clients)
 
-    async def close_all(self) -> None:
-        """On shutdown: tell relayed tablets to reconnect (they land on another worker)."""
-        for client in list(self._clients):
-            await client.close(code=SHUTDOWN.code, message=SHUTDOWN.reason.encode())
+    async def close_all(self, timeout: float = 5.0) -> None:
+        """On shutdown: tell relayed tablets to reconnect (they land on another worker), all at once."""
+        closing = [
+            asyncio.ensure_future(client.close(code=SHUTDOWN.code, message=SHUTDOWN.reason.encode()))
+            for client in self._clients
+        ]
+        if closing:
+            await asyncio.wait(closing, timeout=timeout)
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -61,6 +74,7 @@ class Relay:
             await self._session.close()
 
     async def serve(self, request: web.Request, owner: URL) -> web.StreamResponse:
+        """Pipe the tablet's socket to the owner's; raises :class:`RelayRefused` before the upgrade."""
         target = owner.with_path(request.path).with_query(request.query)
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
         headers[RELAYED_HEADER] = "1"
@@ -76,17 +90,10 @@ class Relay:
         except aiohttp.WSServerHandshakeError as exc:
             # The owner refused (401/403/404/503…): give the client the same answer.
             status = exc.status if exc.status >= 400 else 502
-            headers = {"Retry-After": "1"} if status == 503 else None
-            return web.json_response(
-                {"error": f"owner refused the connection: {exc.message}"}, status=status, headers=headers
-            )
+            raise RelayRefused(status, f"owner refused the connection: {exc.message}") from None
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("relay to %s failed: %s", owner, exc)
-            return web.json_response(
-                {"error": "the restaurant's worker is unreachable; retry shortly"},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
+            raise RelayRefused(503, "the restaurant's worker is unreachable; retry shortly") from None
         client = web.WebSocketResponse(max_msg_size=self.max_message_bytes, autoping=True)
         await client.prepare(request)
         metrics.RELAYS.inc()

@@ -23,8 +23,8 @@ from partner_stream import metrics as stream_metrics
 from partner_stream.app import app, by_restaurant_topic, pending_orders, settings
 from partner_stream.central_hub_standin import install_board_and_dev_routes
 from partner_stream.events import OrderAcknowledged, encode_internal
-from tables.model import RestaurantOrders
 
+from . import views
 from .access_log import access_log
 from .endpoints import TabletEndpoints
 from .hub import Hub
@@ -34,10 +34,6 @@ from .workers import owners
 log = logging.getLogger(__name__)
 
 
-def read_snapshot(restaurant_id: str) -> RestaurantOrders:
-    return pending_orders.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
-
-
 async def submit_ack(restaurant_id: str, order_id: str) -> None:
     """Acknowledgements go through the stream like every other state change, never straight to the table."""
     event = OrderAcknowledged(order_id=order_id, restaurant_id=restaurant_id, acknowledged_at=datetime.now(UTC))
@@ -45,13 +41,13 @@ async def submit_ack(restaurant_id: str, order_id: str) -> None:
 
 
 hub = Hub(
-    read_snapshot=read_snapshot,
+    read_snapshot=pending_orders.state_of,
     submit_ack=submit_ack,
     owns=owns_partition,
     ping_interval=settings.hub_ping_interval,
     client_timeout=settings.hub_client_timeout,
 )
-endpoints = TabletEndpoints(hub, settings)
+endpoints = TabletEndpoints(hub, settings, views.verifier)
 app.add_dependency(hub)
 agents.change_listeners.append(hub.publish)
 

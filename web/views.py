@@ -20,7 +20,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from partner_stream.app import app, pending_orders, settings
-from tables.model import RestaurantOrders
 from tables.queries import snapshot_payload, unseen_orders
 
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
@@ -49,10 +48,6 @@ def not_ready(view: View) -> Response:
     )
 
 
-def restaurant_state(restaurant_id: str) -> RestaurantOrders:
-    return pending_orders.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
-
-
 # -- per restaurant, answered by the owner ---------------------------------------------------
 
 
@@ -67,7 +62,7 @@ class RestaurantPendingOrders(View):
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
         if not worker_ready():
             return not_ready(self)
-        return self.json(snapshot_payload(restaurant_state(restaurant_id)))
+        return self.json(snapshot_payload(pending_orders.state_of(restaurant_id)))
 
 
 @app.page("/api/restaurants/{restaurant_id}/connections")

@@ -30,16 +30,39 @@ def test_reading_back_what_was_written_reuses_the_value() -> None:
     assert codec.loads(bytearray(raw)) is state  # RocksDB may hand back other bytes-likes
 
 
-def test_the_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "DECODED_CACHE_SIZE", 2)
+def test_only_the_latest_version_of_a_restaurant_is_kept() -> None:
     codec = storage.RestaurantOrdersCodec()
     first = with_order("a")
     raw_first = codec.dumps(first)
-    codec.dumps(with_order("b"))
-    codec.dumps(with_order("c"))
-    assert len(codec._decoded) == 2
-    decoded = codec.loads(raw_first)  # evicted: decoded again, still equal
+    second, _ = apply_event(first, created("b"), resolved_memory=MEMORY)
+    codec.dumps(second)
+    assert len(codec._latest) == 1
+    decoded = codec.loads(raw_first)  # an older version: decoded again, still equal
     assert decoded == first and decoded is not first
+
+
+def test_the_cache_is_bounded_by_restaurants(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(storage, "DECODED_CACHE_SIZE", 2)
+    codec = storage.RestaurantOrdersCodec()
+    values = [
+        apply_event(RestaurantOrders.empty(r), created("a", restaurant=r), resolved_memory=MEMORY)[0] for r in "xyz"
+    ]
+    raws = [codec.dumps(v) for v in values]
+    assert len(codec._latest) == 2
+    assert codec.loads(raws[0]) is not values[0]  # the oldest restaurant was evicted
+    assert codec.loads(raws[2]) is values[2]
+
+
+def test_ids_that_need_escaping_round_trip() -> None:
+    codec = storage.RestaurantOrdersCodec()
+    state = RestaurantOrders.empty('r"1","seq":9')
+    assert codec.loads(codec.dumps(state)) == state
+
+
+def test_writing_a_value_encodes_it_once() -> None:
+    codec = storage.RestaurantOrdersCodec()
+    state = with_order("a")
+    assert codec.dumps(state) is codec.dumps(state)
 
 
 def test_other_values_are_refused() -> None:

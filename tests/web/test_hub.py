@@ -625,6 +625,16 @@ async def test_a_keepalive_round_pings_only_tablets_that_were_sent_nothing_latel
     assert names(idle) == ["PendingOrders", "ping"]
 
 
+async def test_tablets_reconnecting_at_the_same_seq_share_one_snapshot(env: Env) -> None:
+    first = env.connect("r1")
+    second = env.connect("r1")
+    assert first._queue[0] is second._queue[0]  # built once, queued twice
+    env.kitchen.new_order(env.hub, "r1", "o1")
+    third = env.connect("r1")
+    await settle(third)
+    assert [o["orderId"] for o in wire(third)[0]["data"]["orders"]] == ["o1"]  # a new seq: rebuilt
+
+
 # -- framing -----------------------------------------------------------------------------------
 
 
