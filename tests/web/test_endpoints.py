@@ -1,0 +1,80 @@
+"""The socket endpoint over real HTTP (aiohttp test server): what a tablet sees when ownership moves mid-handshake."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web import Application
+
+from partner_stream.settings import Settings
+from tables.model import RestaurantOrders
+from web import endpoints as endpoints_module
+from web.auth import mint_tablet_token
+from web.endpoints import TabletEndpoints
+from web.hub import Hub
+from web.ownership import Owner, Placement
+from web.protocols.disconnects import NOT_OWNER
+
+SECRET = "endpoint-test-secret-that-is-long-enough-0123456789"
+
+
+async def no_ack(restaurant_id: str, order_id: str) -> None:
+    raise AssertionError("no acknowledgement expected")
+
+
+@pytest.fixture
+async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestClient, Hub, list[Placement]]]:
+    """A test server with the tablet endpoints; ``answers`` are what successive ownership lookups return."""
+    answers: list[Placement] = []
+
+    def locate(restaurant_id: str) -> Owner:
+        placement = answers.pop(0) if answers else Placement.LOCAL
+        return Owner(placement, url=None) if placement is not Placement.UNAVAILABLE else Owner(placement, reason="x")
+
+    monkeypatch.setattr(endpoints_module, "locate", locate)
+    hub = Hub(read_snapshot=RestaurantOrders.empty, submit_ack=no_ack, owns=lambda r: True)
+    settings = Settings(jwt_secret=SECRET, jwt_public_key=None, cors_origins=["*"])
+    app = Application()
+    TabletEndpoints(hub, settings).install(app)
+    client = TestClient(TestServer(app))
+    await client.start_server()
+    yield client, hub, answers
+    await client.close()
+
+
+async def test_a_socket_whose_restaurant_moved_during_the_handshake_is_sent_to_reconnect(
+    served: tuple[TestClient, Hub, list[Placement]],
+) -> None:
+    client, hub, answers = served
+    answers.extend([Placement.LOCAL, Placement.REMOTE])  # owner at admission, not any more at attach
+    token = mint_tablet_token("r1", SECRET)
+    ws = await client.ws_connect(f"/ws/partner?restaurantId=r1&access_token={token}")
+    frames: list[Any] = []
+
+    async def read_until_closed() -> None:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT:
+                frames.append(message.json())
+
+    with contextlib.suppress(TimeoutError):  # a deadline: without the re-check the socket stays open
+        await asyncio.wait_for(read_until_closed(), timeout=20)
+    assert frames[-1]["type"] == "close" and frames[-1]["code"] == NOT_OWNER.code and frames[-1]["reconnect"]
+    assert not any(f["type"] == "PendingOrders" for f in frames)  # never served a snapshot it would not keep fresh
+    assert ws.close_code == NOT_OWNER.code
+    assert hub.connections() == []
+
+
+async def test_a_socket_on_the_owner_gets_its_snapshot(served: tuple[TestClient, Hub, list[Placement]]) -> None:
+    client, hub, _ = served
+    token = mint_tablet_token("r2", SECRET)
+    ws = await client.ws_connect(f"/ws/partner?restaurantId=r2&access_token={token}")
+    first = await ws.receive_json(timeout=10)
+    assert first["type"] == "PendingOrders" and first["data"]["restaurantId"] == "r2"
+    assert [c.restaurant_id for c in hub.connections()] == ["r2"]
+    await ws.close()
