@@ -31,8 +31,11 @@ async def seed(worker: Worker, producer: AIOKafkaProducer, count: int = 3) -> di
     for restaurant in restaurants:
         for order in ("o1", "o2", "o3"):
             await publish(producer, worker.topics.created, created(restaurant, order))
+    # The accept goes out only once o2 is pending: it travels on another topic and could overtake its
+    # creation, and then the snapshot below could be taken before o2's creation lands (a different seq).
+    for restaurant in restaurants:
+        await wait_for_orders(worker, restaurant, ["o1", "o2", "o3"])
         await publish(producer, worker.topics.accepted, {"OrderId": "o2", "RestaurantId": restaurant})
-    # o2's accept travels on another topic and may overtake its creation; either way it ends resolved.
     return {r: await wait_for_orders(worker, r, ["o1", "o3"]) for r in restaurants}
 
 
