@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import procs, report, scenarios
+from . import procs, report, scenarios, table_cost
 from .config import Config, quick, smoke
 
-SCENARIOS = ("throughput", "latency", "memory", "storm", "idle", "failover")
+SCENARIOS = ("throughput", "latency", "memory", "storm", "idle", "failover", "table")
 log = logging.getLogger("bench")
 
 
@@ -153,6 +153,9 @@ async def run_suite(names: list[str], cfg: Config, out: Path, log_dir: Path, mod
     if "failover" in names:
         runs = [await scenarios.failover_run(cfg, log_dir, rep) for rep in range(cfg.reps)]
         save("failover", runs)
+    if "table" in names:
+        budget = 0.05 if mode == "smoke" else 0.5
+        save("table", [table_cost.table_cost_run(cfg.table_history, rep, budget) for rep in range(cfg.reps)])
     return written
 
 

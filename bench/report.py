@@ -614,6 +614,36 @@ timed). Before each run the suite waits (up to 5 s) for the box to be under 30 %
 reports the CPU that other processes on the machine used during the measurement."""
 
 
+def table_section(document: dict[str, Any], targets: list[list[str]]) -> str:
+    runs = document["runs"]
+    pending = runs[0].get("pending", "?") if runs else "?"
+    rows = []
+    for resolved in sorted({row["resolved"] for run in runs for row in run["rows"]}):
+        cells = [row for run in runs for row in run["rows"] if row["resolved"] == resolved]
+        total = [c["decode_us"] + c["apply_us"] + c["encode_us"] for c in cells]
+        rows.append(
+            [
+                f"{resolved:,}",
+                span([c["stored_bytes"] / 1024 for c in cells], 1, " KiB"),
+                span([c["decode_us"] for c in cells], 0, " \u00b5s"),
+                span([c["apply_us"] for c in cells], 0, " \u00b5s"),
+                span([c["encode_us"] for c in cells], 0, " \u00b5s"),
+                span(total, 0, " \u00b5s"),
+            ]
+        )
+    return "\n".join(
+        [
+            "## 7. The table step alone (decode, apply, encode)",
+            "",
+            f"One restaurant with {pending} open orders and N remembered resolutions; one new order applied. Pure "
+            "Python in the bench process (`bench/table_cost.py`), no broker: what the stored value's shape costs "
+            "per event. The agent pays the decode only when the codec's per-restaurant cache misses.",
+            "",
+            _table(["resolutions remembered", "stored", "decode", "apply", "encode", "per event"], rows),
+        ]
+    )
+
+
 def write_report(out: Path) -> Path:
     results_dir = out / "bench-results"
     documents = load_results(results_dir)
@@ -632,13 +662,14 @@ def write_report(out: Path) -> Path:
         "storm": (storm_section, None),
         "idle": (idle_section, None),
         "failover": (failover_section, None),
+        "table": (table_section, None),
     }
     try:
         _plt()
         plotting = True
     except ImportError:
         plotting = False
-    for name in ("latency", "throughput", "memory", "storm", "idle", "failover"):
+    for name in ("latency", "throughput", "memory", "storm", "idle", "failover", "table"):
         if name not in documents:
             continue
         section, plot = builders[name]

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 
@@ -47,25 +48,51 @@ class Resolution(StrEnum):
     REJECTED = "rejected"
 
 
-class ResolvedOrder(StoredModel):
-    order_id: str
-    resolution: Resolution
-
-
 class RestaurantOrders(StoredModel):
     restaurant_id: str
     #: Bumped by every change a tablet can see (order added, resolved or acknowledged).
     seq: int = 0
     #: Orders waiting for the kitchen, oldest ``created_at`` first (ties by order ID).
     pending: tuple[PendingOrder, ...] = ()
-    #: Recently resolved order IDs, oldest first, so late or duplicate events stay idempotent.
-    resolved: tuple[ResolvedOrder, ...] = ()
+    #: Recently resolved order IDs, oldest first, so late or duplicate events stay idempotent. Plain
+    #: strings, not models: with the default 500 remembered, per-order objects were ~90 % of the cost of
+    #: encoding and decoding a restaurant's value, which happens on every event.
+    resolved: tuple[str, ...] = ()
+    #: The subset of ``resolved`` that was rejected; the others were accepted.
+    rejected: tuple[str, ...] = ()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_older_values(cls, data: Any) -> Any:
+        """Values stored before 2026-11-26 listed resolutions as ``{"orderId", "resolution"}`` objects."""
+        if isinstance(data, dict):
+            resolved = data.get("resolved")
+            if resolved and isinstance(resolved[0], dict):
+                data = {
+                    **data,
+                    "resolved": [r["orderId"] for r in resolved],
+                    "rejected": [r["orderId"] for r in resolved if r.get("resolution") == Resolution.REJECTED],
+                }
+        return data
 
     def find_pending(self, order_id: str) -> PendingOrder | None:
         return next((order for order in self.pending if order.order_id == order_id), None)
 
     def resolution_of(self, order_id: str) -> Resolution | None:
-        return next((r.resolution for r in self.resolved if r.order_id == order_id), None)
+        if order_id in self.rejected:
+            return Resolution.REJECTED
+        if order_id in self.resolved:
+            return Resolution.ACCEPTED
+        return None
+
+    def with_resolution(self, order_id: str, resolution: Resolution, memory: int) -> dict[str, tuple[str, ...]]:
+        """The ``resolved``/``rejected`` fields after remembering one more resolution, oldest forgotten first."""
+        resolved = (*self.resolved, order_id)
+        forgotten = set(resolved[:-memory]) if len(resolved) > memory else set()
+        rejected = (*self.rejected, order_id) if resolution is Resolution.REJECTED else self.rejected
+        if forgotten:
+            rejected = tuple(r for r in rejected if r not in forgotten)
+        return {"resolved": resolved[-memory:], "rejected": rejected}
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json", by_alias=True))

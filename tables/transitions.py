@@ -26,7 +26,7 @@ from partner_stream.events import (
     OrderRejected,
 )
 
-from .model import OrderLine, PendingOrder, Resolution, ResolvedOrder, RestaurantOrders
+from .model import OrderLine, PendingOrder, Resolution, RestaurantOrders
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,18 +104,17 @@ def _resolve(
 ) -> tuple[RestaurantOrders, Change | None]:
     if state.resolution_of(event.order_id):
         return state, None
-    remembered = (*state.resolved, ResolvedOrder(order_id=event.order_id, resolution=resolution))
-    remembered = remembered[-resolved_memory:]
+    remembered = state.with_resolution(event.order_id, resolution, resolved_memory)
     order = state.find_pending(event.order_id)
     if order is None:
         # Resolved before we saw it: remember, so its OrderCreated never shows. Tablets see nothing.
-        return state.model_copy(update={"resolved": remembered}), None
+        return state.model_copy(update=remembered), None
     seq = state.seq + 1
     new_state = state.model_copy(
         update={
             "seq": seq,
             "pending": tuple(o for o in state.pending if o.order_id != event.order_id),
-            "resolved": remembered,
+            **remembered,
         }
     )
     if isinstance(event, OrderAccepted):

@@ -27,6 +27,7 @@ def test_bench_runs_with_tiny_sizes(tmp_path: Path) -> None:
             "run",
             "latency",
             "storm",
+            "table",
             "--smoke",
             "--out",
             str(out),
@@ -56,7 +57,11 @@ def test_bench_runs_with_tiny_sizes(tmp_path: Path) -> None:
         for storm_run in run["storms"].values():
             assert storm_run["reconnected"] == run["tablets"], run
 
+    table = json.loads((out / "bench-results" / "table.json").read_text())
+    assert [row["resolved"] for row in table["runs"][0]["rows"]] == [0, 10]
+
     report = (out / "benchmarks.md").read_text()
+    assert "## 7. The table step alone" in report
     assert "## 1. End-to-end latency" in report
     assert "## 4. Reconnect storm" in report
     assert "partner-stream" in report and "floor" in report

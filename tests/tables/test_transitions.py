@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partner_stream.events import AnyOrderEvent, OrderAccepted, OrderAcknowledged, OrderCreated, OrderRejected
-from tables.model import RestaurantOrders
+from tables.model import Resolution, RestaurantOrders
 from tables.queries import change_name, change_payload, snapshot_payload
 from tables.transitions import OrderAdded, OrderResolved, OrderSeen, apply_event
 
@@ -90,7 +90,25 @@ def test_late_duplicate_cannot_resurrect_resolved_order() -> None:
 
 def test_resolved_memory_is_bounded() -> None:
     state = run([accepted(f"o{i}") for i in range(10)], memory=4)
-    assert [r.order_id for r in state.resolved] == ["o6", "o7", "o8", "o9"]
+    assert list(state.resolved) == ["o6", "o7", "o8", "o9"]
+
+
+def test_forgotten_rejections_leave_the_rejected_list_too() -> None:
+    state = run([rejected("r0"), accepted("a1"), rejected("r2"), accepted("a3")], memory=2)
+    assert list(state.resolved) == ["r2", "a3"] and list(state.rejected) == ["r2"]
+    assert state.resolution_of("r2") == Resolution.REJECTED
+    assert state.resolution_of("a3") == Resolution.ACCEPTED
+    assert state.resolution_of("r0") is None
+
+
+def test_values_stored_in_the_older_resolution_format_still_load() -> None:
+    older = (
+        b'{"restaurantId":"42","seq":3,"pending":[],"resolved":['
+        b'{"orderId":"a","resolution":"accepted"},{"orderId":"b","resolution":"rejected"}]}'
+    )
+    state = RestaurantOrders.from_bytes(older)
+    assert list(state.resolved) == ["a", "b"] and list(state.rejected) == ["b"]
+    assert RestaurantOrders.from_bytes(state.to_bytes()) == state
 
 
 def test_pending_orders_are_oldest_first_whatever_the_arrival_order() -> None:
@@ -146,4 +164,4 @@ def test_any_interleaving_with_duplicates_gives_the_clean_final_state(fates: lis
     actual = run(list(shuffled))
 
     assert pending_ids(actual) == pending_ids(expected)
-    assert {r.order_id for r in actual.resolved} == {r.order_id for r in expected.resolved}
+    assert set(actual.resolved) == set(expected.resolved)
