@@ -53,6 +53,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--logs", type=Path, help="keep process logs here (default: a temp dir, removed on success)")
     run.add_argument("--linger-ms", type=int, help="producer linger (default 20)")
     run.add_argument("--restaurants", type=int, help="restaurants (default 500)")
+    run.add_argument(
+        "--upstream-key",
+        choices=["restaurant", "order"],
+        help="how the producer keys upstream records (default restaurant: no re-key hop; order: every event re-keyed)",
+    )
     run.add_argument("--load-seconds", type=float, help="measured load per latency run (default 12)")
     run.add_argument("--rates", type=_floats, dest="latency_rates", help="latency rates, e.g. 100,1000")
     run.add_argument(
@@ -82,6 +87,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "reps",
             "linger_ms",
             "restaurants",
+            "upstream_key",
             "load_seconds",
             "latency_rates",
             "latency_high_rate",

@@ -14,6 +14,10 @@ class Config:
     #: Partitions of partner-stream's internal topic and table changelog (the worker default).
     partitions: int = 8
     restaurants: int = 500
+    #: How the OrderService keys its records: ``restaurant`` (recommended: upstream topics get as many
+    #: partitions as the table, so partner-stream applies each event where it lands, without the re-key
+    #: hop) or ``order`` (every event takes the hop through the internal topic).
+    upstream_key: str = "restaurant"
     #: A restaurant with this many open orders gets an OrderAccepted instead of a new order.
     max_pending: int = 8
     #: Wait (at most this long, s) before each run for the box to be below ``quiet_percent`` busy.

@@ -58,6 +58,8 @@ class OrderLoad:
     producer: AIOKafkaProducer
     restaurants: list[str]
     max_pending: int = 8
+    #: Record key: the restaurant ID (``restaurant``) or the order ID (``order``).
+    key_by: str = "restaurant"
     seed: int = 7
     #: What each restaurant's tablets must show once everything is delivered (producer's truth).
     open_orders: dict[str, deque[str]] = field(default_factory=dict)
@@ -91,14 +93,17 @@ class OrderLoad:
             now = time.time()
             body["CustomerName"] = f"bench {now:.6f}"
             body["CreatedAt"] = datetime.fromtimestamp(now, UTC).isoformat()
-            await self.producer.send(TOPIC_CREATED, orjson.dumps(body), key=order_id.encode())
+            await self.producer.send(TOPIC_CREATED, orjson.dumps(body), key=self._key(restaurant, order_id))
             return "created"
         order_id = queue.popleft()
         now = time.time()
         accepted_at = datetime.fromtimestamp(now, UTC).isoformat()
         body = {"OrderId": order_id, "RestaurantId": restaurant, "AcceptedAt": accepted_at}
-        await self.producer.send(TOPIC_ACCEPTED, orjson.dumps(body), key=order_id.encode())
+        await self.producer.send(TOPIC_ACCEPTED, orjson.dumps(body), key=self._key(restaurant, order_id))
         return "accepted"
+
+    def _key(self, restaurant: str, order_id: str) -> bytes:
+        return (restaurant if self.key_by == "restaurant" else order_id).encode()
 
     def mark(self) -> dict[str, int]:
         return dict(self.sent_to)

@@ -27,8 +27,6 @@ from partner_stream.broker import EmbeddedBroker, free_port, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_JWT_SECRET = "partner-stream-bench-secret-0123456789abcdef"
-#: Upstream topics, created with this many partitions before anything consumes them.
-UPSTREAM_PARTITIONS = 4
 FETCH_MAX_WAIT_MS = 5
 TOPIC_CREATED = "order-created"
 TOPIC_ACCEPTED = "order-accepted"
@@ -116,7 +114,8 @@ def machine_info() -> dict[str, Any]:
 # -- broker ----------------------------------------------------------------------------------
 
 
-async def create_upstream_topics(bootstrap: str, partitions: int = UPSTREAM_PARTITIONS) -> None:
+async def create_upstream_topics(bootstrap: str, partitions: int) -> None:
+    """The OrderService's topics, created before anything consumes them (as the table's partitions)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:

@@ -599,11 +599,14 @@ Scenarios: `throughput`, `latency`, `memory`, `storm`, `idle`, `failover`. The s
 `scripts/test`; `tests/test_bench_smoke.py` runs it with tiny sizes into a temp dir (no timing asserted).
 
 Protocol (the floor note's): a fresh embedded broker (Tansu, in memory) for every run; producer linger
-20 ms; consumer fetch max wait 5 ms for both systems; the floor and partner-stream run one after the other in
-the same invocation, cell by cell; \u2265 2 repetitions, reported as ranges. The floor is `bench/floor.py`: one
-aiokafka consumer (no group) forwarding each event to the restaurant's aiohttp sockets through a bounded queue
-and one writer task per socket; no table, no Faust, no auth. partner-stream is real `faust -A partner_stream
-worker -l info` processes (as the Dockerfile runs them) with the `embedded` profile, real JWTs, real sockets.
+20 ms; upstream records keyed by restaurant ID on topics with as many partitions as the table, as
+docs/operations.md recommends (`--upstream-key order` keys them by order ID instead, so every event takes
+partner-stream's re-key hop); consumer fetch max wait 5 ms for both systems; the floor and partner-stream run
+one after the other in the same invocation, cell by cell; \u2265 2 repetitions, reported as ranges. The floor is
+`bench/floor.py`: one aiokafka consumer (no group) forwarding each event to the restaurant's aiohttp sockets
+through a bounded queue and one writer task per socket; no table, no Faust, no auth. partner-stream is real
+`faust -A partner_stream worker -l info` processes (as the Dockerfile runs them) with the `embedded` profile,
+real JWTs, real sockets.
 Tablets live in separate processes (`bench/fleet.py`), so server RSS and CPU are the server's own; they speak
 SignalR (negotiate, `/partnerhub`, JSON handshake, `\\x1e` records) or plain JSON through raw aiohttp sockets
 and keep the view a tablet keeps (snapshot, pushes, `seq` checked). Latency is `time.time()` just before the

@@ -65,9 +65,11 @@ class Stack:
         if self.cfg.quiet_wait > 0:
             self.quiet_before = await procs.wait_for_quiet(self.cfg.quiet_percent, self.cfg.quiet_wait)
         self.broker = procs.start_broker(self.log_dir)
-        await procs.create_upstream_topics(self.broker.bootstrap)
+        await procs.create_upstream_topics(self.broker.bootstrap, self.cfg.partitions)
         self.producer = await procs.new_producer(self.broker.bootstrap, self.cfg.linger_ms)
-        self.load = OrderLoad(self.producer, self.restaurants, max_pending=self.cfg.max_pending)
+        self.load = OrderLoad(
+            self.producer, self.restaurants, max_pending=self.cfg.max_pending, key_by=self.cfg.upstream_key
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:

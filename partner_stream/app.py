@@ -2,7 +2,8 @@
 
 Data flow: the three upstream topics -> ``rekey_by_restaurant`` (decode, validate,
 dead-letter) -> the internal by-restaurant topic -> ``apply_to_pending_orders``
--> the ``pending-orders`` table (RocksDB + changelog) -> the hub.
+-> the ``pending-orders`` table (RocksDB + changelog) -> the hub. A record already on
+its restaurant's partition skips the internal topic (:mod:`routing`).
 """
 
 from __future__ import annotations

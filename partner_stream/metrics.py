@@ -9,6 +9,11 @@ EVENTS_APPLIED = Counter(
     "Order events applied to the pending-orders table.",
     ["kind", "changed"],
 )
+EVENTS_ROUTED = Counter(
+    "partner_stream_events_routed_total",
+    "Valid upstream events by route: `direct` (already on the restaurant's partition) or `rekeyed`.",
+    ["route"],
+)
 DEAD_LETTERS = Counter(
     "partner_stream_dead_letters_total",
     "Events sent to the dead-letter topic because they can never be applied.",

@@ -1,4 +1,4 @@
-"""Process-level tuning, applied once the worker is ready.
+"""Once the worker is ready: process-level tuning, and the producer taught the table's topics.
 
 With thousands of sockets a worker holds hundreds of thousands of long-lived objects (aiohttp
 requests, parsers, tasks, connections), and CPython's full collections rescan all of them: 400-700 ms
@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from .app import app
+from .app import app, by_restaurant_topic, pending_orders
 
 log = logging.getLogger(__name__)
 
@@ -31,3 +31,16 @@ def tune_garbage_collector() -> None:
 async def tune_after_startup() -> None:
     """Faust runs app tasks once, after recovery: the startup objects exist by then."""
     tune_garbage_collector()
+
+
+@app.task
+async def learn_table_partitions() -> None:
+    """Make the producer fetch the metadata of the topics Faust hashes restaurant IDs against.
+
+    Faust's ``table_route`` (the operator API) asks the producer which partition a key is on, and
+    aiokafka's producer only knows topics it has produced to: on a worker that has not written
+    the changelog yet, every routed request would fail with a 500.
+    """
+    producer = app.producer._ensure_producer()  # the aiokafka producer Faust wraps
+    for topic in (pending_orders.changelog_topic.get_topic_name(), by_restaurant_topic.get_topic_name()):
+        await producer.partitions_for(topic)

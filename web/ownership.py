@@ -10,10 +10,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from faust.types import TP
 from yarl import URL
 
 from partner_stream.app import app, pending_orders
+from partner_stream.routing import changelog_partition
 
 
 class Placement(enum.Enum):
@@ -29,12 +29,6 @@ class Owner:
     url: URL | None = None
     #: Why the owner is unavailable, for the 503 body.
     reason: str | None = None
-
-
-def changelog_partition(restaurant_id: str) -> TP:
-    topic = pending_orders.changelog_topic.get_topic_name()
-    key_bytes = pending_orders.changelog_topic.prepare_key(restaurant_id, None)[0]
-    return app.producer.key_partition(topic, key_bytes)
 
 
 def owns_partition(restaurant_id: str) -> bool:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client.parser import text_string_to_metric_families
 
 from partner_stream.broker import EmbeddedBroker
 from tests.conftest import restaurant_id
@@ -120,6 +123,54 @@ async def test_duplicates_and_early_resolutions_are_idempotent(
     snapshot = await wait_for_orders(shared_worker, restaurant, ["dup", "last"])
     # dup, last (+ gone and its rejection, unless the rejection overtook its creation: topics race).
     assert snapshot["seq"] in (2, 4)
+
+
+def key_on_other_partition(restaurant: str, partitions: int) -> bytes:
+    """A record key the default partitioner puts on a partition that is not the restaurant's."""
+    home = DefaultPartitioner()(restaurant.encode(), list(range(partitions)), [])
+    for n in range(1000):
+        key = f"order-{n}".encode()
+        if DefaultPartitioner()(key, list(range(partitions)), []) != home:
+            return key
+    raise AssertionError("no key found")
+
+
+async def routed_events(worker: Worker) -> dict[str, float]:
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/metrics") as response:
+        text = await response.text()
+    routed = {"direct": 0.0, "rekeyed": 0.0}
+    for family in text_string_to_metric_families(text):
+        if family.name == "partner_stream_events_routed":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    routed[sample.labels["route"]] = sample.value
+    return routed
+
+
+@pytest.mark.parametrize("keyed_by", ["restaurant", "other-partition"])
+async def test_events_keyed_by_restaurant_skip_the_rekey_hop_and_others_take_it(
+    shared_worker: Worker, producer: AIOKafkaProducer, keyed_by: str
+) -> None:
+    """Both routes deliver every event in order; /metrics tells operators which route their upstream takes."""
+    restaurant = restaurant_id()
+    topics = shared_worker.topics
+    if keyed_by == "restaurant":
+        key, route = restaurant.encode(), "direct"
+    else:
+        key, route = key_on_other_partition(restaurant, shared_worker.partitions), "rekeyed"
+    before = await routed_events(shared_worker)
+
+    for order in ("a", "b", "c"):
+        await publish(producer, topics.created, created(restaurant, order), key=key)
+    snapshot = await wait_for_orders(shared_worker, restaurant, ["a", "b", "c"])
+    assert [o["orderId"] for o in snapshot["orders"]] == ["a", "b", "c"]  # one partition: in order
+    # The upstream topics are not ordered with each other: accept once the creates are in.
+    await publish(producer, topics.accepted, {"OrderId": "b", "RestaurantId": restaurant}, key=key)
+
+    snapshot = await wait_for_orders(shared_worker, restaurant, ["a", "c"])
+    assert snapshot["seq"] == 4
+    after = await routed_events(shared_worker)
+    assert after[route] - before[route] >= 4
 
 
 async def test_unknown_restaurant_has_no_pending_orders(shared_worker: Worker) -> None:

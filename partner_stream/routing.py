@@ -1,0 +1,59 @@
+"""Which table partition a restaurant lives on, and whether an upstream record is already there.
+
+A restaurant's partition is the producer's partitioner over its raw ID bytes on the
+table's changelog topic: the same hash Faust uses for ``table_route`` and the re-key
+step uses when it forwards. An upstream record that the OrderService keyed by
+restaurant ID with the Kafka default partitioner (murmur2), on a topic with as many
+partitions as the table, already sits on that partition: Faust assigns such
+co-partitioned topics to the same worker as the table partition, so the record can
+be applied where it is, skipping the re-key hop (a produce, a fetch and a second
+pass through Faust per event).
+
+The choice never reorders a restaurant's events: it depends only on the record's
+(topic size, partition, restaurant), so every record of a restaurant on one upstream
+partition takes the same path, in order.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from aiokafka.partitioner import DefaultPartitioner
+from faust.types import TP
+
+from .app import app, pending_orders
+
+
+def changelog_topic_name() -> str:
+    return pending_orders.changelog_topic.get_topic_name()
+
+
+def changelog_partition(restaurant_id: str) -> TP:
+    """The restaurant's table partition (KeyError until this worker has seen the changelog's metadata)."""
+    topic = changelog_topic_name()
+    partitions = app.consumer.topic_partitions(topic)
+    if not partitions:
+        raise KeyError(f"no partition metadata for {topic} yet")
+    return TP(topic, _partition_of(restaurant_id, partitions))
+
+
+def is_on_restaurant_partition(topic: str, partition: int, restaurant_id: str) -> bool:
+    """True when a record at ``topic[partition]`` is already on its restaurant's table partition."""
+    partitions = app.consumer.topic_partitions(changelog_topic_name())
+    if not partitions or app.consumer.topic_partitions(topic) != partitions:
+        return False
+    return _partition_of(restaurant_id, partitions) == partition
+
+
+@lru_cache(maxsize=65536)
+def _partition_of(restaurant_id: str, partitions: int) -> int:
+    """What Faust's producer computes for the key on a topic of ``partitions`` partitions.
+
+    Computed here from the consumer's metadata rather than asked of the producer, whose metadata
+    only covers topics it has produced to (so the answer never depends on what was sent first).
+    ``partitions`` is part of the cache key: a topic that grows gets fresh answers.
+    """
+    partitioner = app.conf.producer_partitioner or DefaultPartitioner()
+    key_bytes = pending_orders.changelog_topic.prepare_key(restaurant_id, None)[0]
+    everything = list(range(partitions))
+    return partitioner(key_bytes, everything, everything)
