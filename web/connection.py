@@ -1,10 +1,13 @@
 """One tablet socket: its codec, a bounded outbound queue and the single writer that drains it.
 
 The hub never awaits a socket. It calls :meth:`Connection.offer`, which only appends
-to a queue; one writer task per connection serialises every send, so records never
-interleave. A tablet that falls ``queue_size`` messages behind is closed with
-``RESYNC``: it reconnects and gets a fresh snapshot, which is cheaper and safer
-than buffering without bound.
+to a queue and makes sure a writer task is draining it; at most one writer runs per
+connection, so sends are serialised and records never interleave. The writer exits
+once the queue is empty and the queue is dropped: an idle tablet (most of them, most
+of the time) holds no task, event or buffer, which is most of a socket's memory here.
+A tablet that falls ``queue_size`` messages behind is closed with ``RESYNC``: it
+reconnects and gets a fresh snapshot, which is cheaper and safer than buffering
+without bound.
 """
 
 from __future__ import annotations
@@ -45,7 +48,6 @@ class Connection:
         "_queue",
         "_queue_size",
         "_transport",
-        "_wakeup",
         "_writer",
         "close_reason",
         "codec",
@@ -87,11 +89,12 @@ class Connection:
         self.last_ack: tuple[str, float] | None = None
         self.status = ConnectionStatus.OPEN
         self.close_reason: Disconnect | None = None
-        self._queue: deque[Outbound] = deque()
+        #: Created by the first message of a burst, dropped when the writer drained it.
+        self._queue: deque[Outbound] | None = None
         self._queue_size = queue_size
         #: SignalR allows several records per frame: one write per burst instead of one per message.
         self._batch_records = batch_records
-        self._wakeup = asyncio.Event()
+        #: The running writer, if anything is queued or being sent.
         self._writer: asyncio.Task[None] | None = None
         #: The TCP transport, to abort a socket whose peer stopped reading.
         self._transport = transport
@@ -103,21 +106,19 @@ class Connection:
     def is_open(self) -> bool:
         return self.status is ConnectionStatus.OPEN
 
-    def start_writer(self) -> None:
-        if self._writer is not None:
-            raise RuntimeError("writer already started")
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name=f"ws-writer-{self.id}")
-
     def offer(self, message: Outbound) -> bool:
         """Queue a message without waiting; False if the connection is closing or fell behind."""
         if self.status is not ConnectionStatus.OPEN:
             return False
-        if len(self._queue) >= self._queue_size:
+        queue = self._queue
+        if queue is None:
+            queue = self._queue = deque()
+        elif len(queue) >= self._queue_size:
             self.disconnect(RESYNC)
             return False
-        self._queue.append(message)
+        queue.append(message)
         self.last_sent = time.monotonic()
-        self._wakeup.set()
+        self._ensure_writer()
         return True
 
     def disconnect(self, reason: Disconnect) -> None:
@@ -126,9 +127,9 @@ class Connection:
             return
         self.status = ConnectionStatus.CLOSING
         self.close_reason = reason
-        self._queue.clear()
-        self._queue.append(Close(reason))
-        self._wakeup.set()
+        # Queued messages are dropped; the Close goes next, even if a write is in flight.
+        self._queue = deque([Close(reason)])
+        self._ensure_writer()
         # A tablet that does not read can block the writer forever: cut it after a grace period.
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._abort_if_stuck)
 
@@ -136,15 +137,19 @@ class Connection:
         """Call when the read side ended (client closed or vanished): stop the writer."""
         if self.status is ConnectionStatus.OPEN:
             self._finish()
-            self._wakeup.set()
 
     def mark_received(self) -> None:
         self.last_received = time.monotonic()
 
     async def wait_closed(self) -> None:
+        """Wait for the writer, if one runs (after :meth:`disconnect`: until the Close went out)."""
         if self._writer is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(self._writer)
+
+    @property
+    def writing(self) -> bool:
+        return self._writer is not None
 
     def _abort_if_stuck(self) -> None:
         if self.status is ConnectionStatus.CLOSED:
@@ -158,27 +163,34 @@ class Connection:
 
     def _finish(self) -> None:
         self.status = ConnectionStatus.CLOSED
-        self._queue.clear()
+        self._queue = None
 
-    async def _write_loop(self) -> None:
+    def _ensure_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Send until the queue is empty (then exit: the next offer starts a new writer) or closed."""
         try:
-            while self.status is not ConnectionStatus.CLOSED:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._queue:
-                    if not await self._flush_once():
-                        return
+            while self._queue and self.status is not ConnectionStatus.CLOSED:
+                if not await self._flush_once():
+                    self._finish()
+                    return
+            self._queue = None
         except (ConnectionResetError, RuntimeError) as exc:
             # The peer went away mid-send; the reader notices and unregisters.
             log.debug("%r: send failed: %s", self, exc)
-        finally:
             self._finish()
+        finally:
+            self._writer = None
 
     async def _flush_once(self) -> bool:
         """Send what is queued; False once the Close message went out (the socket is then closed)."""
+        queue = self._queue
+        assert queue is not None
         batch: list[Outbound] = []
-        while self._queue:
-            batch.append(self._queue.popleft())
+        while queue:
+            batch.append(queue.popleft())
             if not self._batch_records:
                 break
         closing: Close | None = None

@@ -205,10 +205,9 @@ class TabletEndpoints:
             if protocol == "signalr" and not await self._signalr_handshake(ws, connection):
                 return ws
             if protocol == "signalr":
-                # Written before the writer starts: nothing may precede it, and a later
+                # Written before anything can be queued: nothing may precede it, and a later
                 # disconnect (which drops queued messages) must not swallow it.
                 await ws.send_str(codec.send(HandshakeAccepted()))
-            connection.start_writer()
             # Ownership was checked before the upgrade; a rebalance may have finished since (a SignalR
             # client has 15 s to send its handshake). Attaching to a stale owner would mean no pushes ever.
             placement = locate(identity.restaurant_id).placement

@@ -138,7 +138,7 @@ class Env:
         transport: FakeTransport | None = None,
         attach: bool = True,
     ) -> Connection:
-        """A tablet as web/endpoints.py builds it: handshake answered, writer started, then attached."""
+        """A tablet as web/endpoints.py builds it: handshake answered, then attached."""
         ws = ws or FakeWebSocket()
         codec: PlainCodec | SignalRCodec
         if protocol == "signalr":
@@ -157,7 +157,6 @@ class Env:
             transport=transport,  # type: ignore[arg-type]
         )
         self.connections.append(connection)
-        connection.start_writer()
         if attach:
             self.hub.attach(connection)
         return connection
@@ -562,8 +561,7 @@ async def test_close_all_sends_shutdown_close_and_every_writer_finishes(env: Env
     await asyncio.wait_for(env.hub.close_all(timeout=1.0), timeout=2.0)
 
     assert plain.status is ConnectionStatus.CLOSED and signalr.status is ConnectionStatus.CLOSED
-    assert plain._writer is not None and plain._writer.done()
-    assert signalr._writer is not None and signalr._writer.done()
+    assert not plain.writing and not signalr.writing
     assert wire(plain)[-1] == {"type": "close", "code": 4000, "reason": SHUTDOWN.reason, "reconnect": True}
     assert plain.ws.closed == (4000, SHUTDOWN.reason.encode())  # type: ignore[attr-defined]
     assert wire(signalr)[-1] == {"type": 7, "error": SHUTDOWN.reason, "allowReconnect": True}
