@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import itertools
 import logging
 import secrets
 import time
@@ -31,6 +32,16 @@ log = logging.getLogger(__name__)
 
 #: How long a closing connection may take to flush its Close message before we cut it.
 CLOSE_GRACE_SECONDS = 5.0
+
+
+#: Connection ids are for logs and the operator API, not secrets: a per-process random prefix keeps them
+#: unique across workers without a system call per connection (which showed in reconnect storms).
+_ID_PREFIX = secrets.token_urlsafe(6)
+_id_counter = itertools.count(1)
+
+
+def new_connection_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):x}"
 
 
 class ConnectionStatus(enum.Enum):
@@ -73,7 +84,7 @@ class Connection:
         batch_records: bool,
         transport: asyncio.BaseTransport | None = None,
     ) -> None:
-        self.id = secrets.token_urlsafe(9)
+        self.id = new_connection_id()
         self.ws = ws
         self.codec = codec
         self.restaurant_id = restaurant_id

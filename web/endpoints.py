@@ -16,6 +16,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from http import HTTPStatus
 
@@ -25,7 +26,7 @@ from partner_stream.settings import Settings
 
 from . import metrics
 from .auth import AuthError, TabletIdentity, TokenVerifier, token_from_request
-from .connection import Connection
+from .connection import Connection, new_connection_id
 from .hub import Hub
 from .ownership import Owner, Placement, locate
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
@@ -59,7 +60,8 @@ class TabletEndpoints:
         self.settings = settings
         #: Shared with the operator views, so a worker keeps one cache of verified tokens.
         self.verifier = verifier or TokenVerifier(settings)
-        self._negotiations: dict[str, Negotiation] = {}
+        #: Oldest first (one TTL for all), so expiry only ever looks at the front.
+        self._negotiations: OrderedDict[str, Negotiation] = OrderedDict()
         self.relay = Relay(settings.hub_max_message_bytes)
 
     def install(self, web_app: web.Application) -> None:
@@ -146,7 +148,7 @@ class TabletEndpoints:
         connection_token = secrets.token_urlsafe(16)
         self._negotiations[connection_token] = Negotiation(identity.restaurant_id, time.monotonic() + NEGOTIATION_TTL)
         body = {
-            "connectionId": secrets.token_urlsafe(16),
+            "connectionId": new_connection_id(),  # shown to the client for logging; not a secret
             "connectionToken": connection_token,
             "negotiateVersion": 1,
             "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text"]}],
@@ -155,8 +157,9 @@ class TabletEndpoints:
 
     def _expire_negotiations(self) -> None:
         now = time.monotonic()
-        for token in [t for t, n in self._negotiations.items() if n.expires_at < now]:
-            del self._negotiations[token]
+        negotiations = self._negotiations
+        while negotiations and negotiations[next(iter(negotiations))].expires_at < now:
+            negotiations.popitem(last=False)
 
     # -- sockets -------------------------------------------------------------------------
 

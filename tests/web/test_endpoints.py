@@ -78,3 +78,31 @@ async def test_a_socket_on_the_owner_gets_its_snapshot(served: tuple[TestClient,
     assert first["type"] == "PendingOrders" and first["data"]["restaurantId"] == "r2"
     assert [c.restaurant_id for c in hub.connections()] == ["r2"]
     await ws.close()
+
+
+async def test_a_negotiation_expires_after_its_ttl_and_newer_ones_still_connect(
+    served: tuple[TestClient, Hub, list[Placement]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection token is good for NEGOTIATION_TTL seconds; expiring old ones never drops a newer one."""
+    client, _, _ = served
+    token = mint_tablet_token("r3", SECRET)
+    clock = [1000.0]
+    monkeypatch.setattr(endpoints_module.time, "monotonic", lambda: clock[0])
+
+    async def negotiate() -> str:
+        response = await client.post(f"/partnerhub/negotiate?negotiateVersion=1&restaurantId=r3&access_token={token}")
+        assert response.status == 200
+        return (await response.json())["connectionToken"]
+
+    old = await negotiate()
+    clock[0] += endpoints_module.NEGOTIATION_TTL / 2
+    fresh = await negotiate()
+    clock[0] += endpoints_module.NEGOTIATION_TTL / 2 + 1  # old is past its TTL, fresh is not
+    await negotiate()  # expiry runs on negotiate
+
+    expired = await client.get(f"/partnerhub?restaurantId=r3&id={old}&access_token={token}")
+    assert expired.status == 404 and "No Connection with that ID" in await expired.text()
+    ws = await client.ws_connect(f"/partnerhub?restaurantId=r3&id={fresh}&access_token={token}")
+    await ws.send_str('{"protocol":"json","version":1}\x1e')
+    assert (await ws.receive_str(timeout=10)) == "{}\x1e"
+    await ws.close()
