@@ -19,6 +19,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from aiokafka.partitioner import DefaultPartitioner
+from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from .app import app, pending_orders
@@ -29,9 +30,9 @@ def changelog_topic_name() -> str:
 
 
 def changelog_partition(restaurant_id: str) -> TP:
-    """The restaurant's table partition (KeyError until this worker has seen the changelog's metadata)."""
+    """The restaurant's table partition (KeyError until this worker has the changelog's metadata)."""
     topic = changelog_topic_name()
-    partitions = app.consumer.topic_partitions(topic)
+    partitions = partition_count(topic)
     if not partitions:
         raise KeyError(f"no partition metadata for {topic} yet")
     return TP(topic, _partition_of(restaurant_id, partitions))
@@ -39,19 +40,33 @@ def changelog_partition(restaurant_id: str) -> TP:
 
 def is_on_restaurant_partition(topic: str, partition: int, restaurant_id: str) -> bool:
     """True when a record at ``topic[partition]`` is already on its restaurant's table partition."""
-    partitions = app.consumer.topic_partitions(changelog_topic_name())
-    if not partitions or app.consumer.topic_partitions(topic) != partitions:
+    partitions = partition_count(changelog_topic_name())
+    if not partitions or partition_count(topic) != partitions:
         return False
     return _partition_of(restaurant_id, partitions) == partition
+
+
+def partition_count(topic: str) -> int | None:
+    """Partitions of a topic this worker consumes, from its consumer's cluster metadata.
+
+    Not Faust's ``consumer.topic_partitions()``: that reads aiokafka's group-subscription
+    snapshot, which only the group leader fills, so every other worker would get None.
+    """
+    try:
+        consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer Faust runs in its thread
+    except ConsumerNotStarted:
+        return None
+    partitions = consumer.partitions_for_topic(topic)
+    return len(partitions) if partitions else None
 
 
 @lru_cache(maxsize=65536)
 def _partition_of(restaurant_id: str, partitions: int) -> int:
     """What Faust's producer computes for the key on a topic of ``partitions`` partitions.
 
-    Computed here from the consumer's metadata rather than asked of the producer, whose metadata
-    only covers topics it has produced to (so the answer never depends on what was sent first).
-    ``partitions`` is part of the cache key: a topic that grows gets fresh answers.
+    Computed here rather than asked of the producer, whose metadata only covers topics it has
+    produced to (so the answer never depends on what was sent first). ``partitions`` is part of
+    the cache key: a topic that grows gets fresh answers.
     """
     partitioner = app.conf.producer_partitioner or DefaultPartitioner()
     key_bytes = pending_orders.changelog_topic.prepare_key(restaurant_id, None)[0]
