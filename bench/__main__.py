@@ -53,6 +53,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--logs", type=Path, help="keep process logs here (default: a temp dir, removed on success)")
     run.add_argument("--linger-ms", type=int, help="producer linger (default 20)")
     run.add_argument("--restaurants", type=int, help="restaurants (default 500)")
+    run.add_argument("--event-loop", choices=["uvloop", "asyncio"], help="event loop of both servers (default uvloop)")
     run.add_argument(
         "--upstream-key",
         choices=["restaurant", "order"],
@@ -88,6 +89,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "linger_ms",
             "restaurants",
             "upstream_key",
+            "event_loop",
             "load_seconds",
             "latency_rates",
             "latency_high_rate",

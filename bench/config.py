@@ -18,6 +18,8 @@ class Config:
     #: partitions as the table, so partner-stream applies each event where it lands, without the re-key
     #: hop) or ``order`` (every event takes the hop through the internal topic).
     upstream_key: str = "restaurant"
+    #: Event loop of both servers: ``uvloop`` (partner-stream's default) or ``asyncio``.
+    event_loop: str = "uvloop"
     #: A restaurant with this many open orders gets an OrderAccepted instead of a new order.
     max_pending: int = 8
     #: Wait (at most this long, s) before each run for the box to be below ``quiet_percent`` busy.

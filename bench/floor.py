@@ -6,8 +6,9 @@ bounded queue per socket of that restaurant; one writer task per socket does ``s
 awaits a socket. No table, no Faust, no auth. Each socket first gets an empty ``PendingOrders`` frame so clients
 can time their connect the same way for both systems.
 
-``python -m bench.floor --bootstrap HOST:PORT --port WEB_PORT``; ``GET /readyz`` answers 200 once the consumer
-has its partitions.
+``python -m bench.floor --bootstrap HOST:PORT --port WEB_PORT [--loop uvloop|asyncio]``; ``GET /readyz`` answers
+200 once the consumer has its partitions. The loop follows partner-stream's (uvloop by default), so the
+comparison is of the two bridges, not of two event loops.
 """
 
 from __future__ import annotations
@@ -109,13 +110,17 @@ class Floor:
         return web.json_response({"ready": self.ready, "dropped": self.dropped}, status=200 if self.ready else 503)
 
 
-async def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--fetch-max-wait-ms", type=int, default=5)
     parser.add_argument("--topics", default="order-created,order-accepted,order-rejected")
-    args = parser.parse_args()
+    parser.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
+    return parser.parse_args()
+
+
+async def main(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.WARNING)
     floor = Floor(args.bootstrap, args.topics.split(","), args.fetch_max_wait_ms)
     app = web.Application()
@@ -129,4 +134,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    arguments = parse_args()
+    if arguments.loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.run(main(arguments))

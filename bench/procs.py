@@ -212,6 +212,7 @@ def worker(
     name: str = "worker",
     app_id: str = "bench",
     partitions: int = 8,
+    loop: str = "uvloop",
     extra_env: dict[str, str] | None = None,
 ) -> Server:
     """A real ``faust -A partner_stream worker`` against ``broker`` (not started)."""
@@ -235,6 +236,8 @@ def worker(
             "PARTNER_STREAM_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
             "PARTNER_STREAM_JWT_SECRET": BENCH_JWT_SECRET,
             "PYTHONUNBUFFERED": "1",
+            # Faust's own loop switch; partner-stream defaults to uvloop, "aio" is asyncio's loop.
+            "FAUST_LOOP": "uvloop" if loop == "uvloop" else "aio",
             **(extra_env or {}),
         }
     )
@@ -242,7 +245,7 @@ def worker(
     return Server("worker", name, command, env, log_dir / f"{name}.log", port, data_dir=data_dir)
 
 
-def floor(broker: EmbeddedBroker, log_dir: Path, *, name: str = "floor") -> Server:
+def floor(broker: EmbeddedBroker, log_dir: Path, *, name: str = "floor", loop: str = "uvloop") -> Server:
     """The raw floor: a plain aiokafka consumer forwarding to aiohttp WebSockets (bench/floor.py)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNER_STREAM_")}
@@ -259,6 +262,8 @@ def floor(broker: EmbeddedBroker, log_dir: Path, *, name: str = "floor") -> Serv
         str(FETCH_MAX_WAIT_MS),
         "--topics",
         f"{TOPIC_CREATED},{TOPIC_ACCEPTED},{TOPIC_REJECTED}",
+        "--loop",
+        loop,
     ]
     return Server("floor", name, command, env, log_dir / f"{name}.log", port)
 

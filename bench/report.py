@@ -601,7 +601,8 @@ Scenarios: `throughput`, `latency`, `memory`, `storm`, `idle`, `failover`. The s
 Protocol (the floor note's): a fresh embedded broker (Tansu, in memory) for every run; producer linger
 20 ms; upstream records keyed by restaurant ID on topics with as many partitions as the table, as
 docs/operations.md recommends (`--upstream-key order` keys them by order ID instead, so every event takes
-partner-stream's re-key hop); consumer fetch max wait 5 ms for both systems; the floor and partner-stream run
+partner-stream's re-key hop); both servers on uvloop, partner-stream's default (`--event-loop asyncio` runs both
+on asyncio's loop); consumer fetch max wait 5 ms for both systems; the floor and partner-stream run
 one after the other in the same invocation, cell by cell; \u2265 2 repetitions, reported as ranges. The floor is
 `bench/floor.py`: one aiokafka consumer (no group) forwarding each event to the restaurant's aiohttp sockets
 through a bounded queue and one writer task per socket; no table, no Faust, no auth. partner-stream is real

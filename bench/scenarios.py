@@ -87,9 +87,15 @@ class Stack:
 
     async def server(self, system: str, name: str | None = None) -> procs.Server:
         if system == "floor":
-            server = procs.floor(self.broker, self.log_dir, name=name or "floor")
+            server = procs.floor(self.broker, self.log_dir, name=name or "floor", loop=self.cfg.event_loop)
         else:
-            server = procs.worker(self.broker, self.log_dir, name=name or "worker", partitions=self.cfg.partitions)
+            server = procs.worker(
+                self.broker,
+                self.log_dir,
+                name=name or "worker",
+                partitions=self.cfg.partitions,
+                loop=self.cfg.event_loop,
+            )
         self.servers.append(server.start())
         server.extra["ready_seconds"] = round(await server.wait_ready(), 2)
         return server

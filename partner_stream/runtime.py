@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 
+from . import event_loop
 from .app import app, by_restaurant_topic, pending_orders
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def tune_garbage_collector() -> None:
 async def tune_after_startup() -> None:
     """Faust runs app tasks once, after recovery: the startup objects exist by then."""
     tune_garbage_collector()
+    log.info("event loop: %s", event_loop.loop_name())
 
 
 @app.task
