@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from partner_stream.broker import EmbeddedBroker, free_port, stop_process
+from partner_stream.local import REPO_ROOT, WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH_JWT_SECRET = "partner-stream-bench-secret-0123456789abcdef"
 FETCH_MAX_WAIT_MS = 5
 TOPIC_CREATED = "order-created"
@@ -163,27 +162,16 @@ class Server:
         return self.process.pid
 
     def start(self) -> Server:
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = spawn(self.command, self.env, self.log_path)
         return self
 
     async def wait_ready(self, timeout: float = 120.0) -> float:
         """Poll /readyz until 200; return the seconds it took."""
-        t0 = time.monotonic()
-        deadline = t0 + timeout
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.process is None or self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited early; log tail:\n{self.log_tail()}")
-                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-                    async with session.get(f"{self.base_url}/readyz", timeout=aiohttp.ClientTimeout(total=2)) as r:
-                        if r.status == 200:
-                            return time.monotonic() - t0
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"{self.name} not ready in {timeout:.0f} s; log tail:\n{self.log_tail()}")
-                await asyncio.sleep(0.1)
+        assert self.process is not None
+        try:
+            return await wait_ready(self.base_url, self.process, self.log_path, timeout=timeout)
+        except NotReady as exc:
+            raise RuntimeError(f"{self.name} {exc}") from None
 
     def stop(self, timeout: float = 30.0) -> None:
         if self.process is not None:
@@ -199,10 +187,7 @@ class Server:
         return rss_bytes(self.pid)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
 
 def worker(
@@ -219,30 +204,25 @@ def worker(
     port = free_port()
     data_dir = log_dir / f"{name}-data"
     shutil.rmtree(data_dir, ignore_errors=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNER_STREAM_")}
-    env.update(
-        {
-            "PARTNER_STREAM_APP_ID": app_id,
-            "PARTNER_STREAM_BROKER_URL": broker.url,
-            "PARTNER_STREAM_BROKER_PROFILE": "embedded",
-            "PARTNER_STREAM_APP_DATADIR": str(data_dir),
-            "PARTNER_STREAM_TOPIC_PARTITIONS": str(partitions),
-            "PARTNER_STREAM_TOPIC_ORDER_CREATED": TOPIC_CREATED,
-            "PARTNER_STREAM_TOPIC_ORDER_ACCEPTED": TOPIC_ACCEPTED,
-            "PARTNER_STREAM_TOPIC_ORDER_REJECTED": TOPIC_REJECTED,
-            "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
-            "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
-            "PARTNER_STREAM_WEB_PORT": str(port),
-            "PARTNER_STREAM_FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
-            "PARTNER_STREAM_JWT_SECRET": BENCH_JWT_SECRET,
-            "PYTHONUNBUFFERED": "1",
-            # Faust's own loop switch; partner-stream defaults to uvloop, "aio" is asyncio's loop.
-            "FAUST_LOOP": "uvloop" if loop == "uvloop" else "aio",
-            **(extra_env or {}),
-        }
+    settings = {
+        "APP_ID": app_id,
+        "TOPIC_PARTITIONS": str(partitions),
+        "TOPIC_ORDER_CREATED": TOPIC_CREATED,
+        "TOPIC_ORDER_ACCEPTED": TOPIC_ACCEPTED,
+        "TOPIC_ORDER_REJECTED": TOPIC_REJECTED,
+        "FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
+    }
+    # FAUST_LOOP is Faust's own loop switch; partner-stream defaults to uvloop, "aio" is asyncio's loop.
+    extra = {"FAUST_LOOP": "uvloop" if loop == "uvloop" else "aio", **(extra_env or {})}
+    env = local_worker_env(
+        broker_url=broker.url,
+        data_dir=data_dir,
+        web_port=port,
+        jwt_secret=BENCH_JWT_SECRET,
+        settings=settings,
+        extra=extra,
     )
-    command = [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info"]
-    return Server("worker", name, command, env, log_dir / f"{name}.log", port, data_dir=data_dir)
+    return Server("worker", name, list(WORKER_COMMAND), env, log_dir / f"{name}.log", port, data_dir=data_dir)
 
 
 def floor(broker: EmbeddedBroker, log_dir: Path, *, name: str = "floor", loop: str = "uvloop") -> Server:

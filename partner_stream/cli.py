@@ -54,8 +54,9 @@ def broker(host: str, port: int) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a worker: same as ``faust -A partner_stream worker -l info [ARGS]``."""
-    args = [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info", *ctx.args]
-    os.execv(sys.executable, args)
+    from .local import WORKER_COMMAND
+
+    os.execv(sys.executable, [*WORKER_COMMAND, *ctx.args])
 
 
 @main.command()
@@ -80,6 +81,7 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     _ctrl_c_stops()
     from web.auth import DEV_JWT_SECRET, mint_tablet_token
 
+    from .local import WORKER_COMMAND
     from .samples import generate_orders
     from .settings import Settings
 
@@ -102,9 +104,7 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         # Dev only: a stand-in for CentralHub's accept/reject API, so the board's buttons work.
         "PARTNER_STREAM_DEV_CENTRAL_HUB": "1",
     }
-    worker_process = subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info"], env=env
-    )
+    worker_process = subprocess.Popen(WORKER_COMMAND, env=env)
     base = f"http://127.0.0.1:{web_port}"
     try:
         _wait_until_ready(f"{base}/readyz", worker_process, timeout=90.0)

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +13,9 @@ from typing import Any
 import aiohttp
 
 from partner_stream.broker import free_port
+from partner_stream.local import WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
 from web.auth import mint_operator_token
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_JWT_SECRET = "test-secret-for-partner-stream-integration-tests"
 
 
@@ -75,56 +73,28 @@ class Worker:
         return f"http://127.0.0.1:{self.web_port}"
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNER_STREAM_")}
-        env.update(
-            {
-                "PARTNER_STREAM_APP_ID": self.app_id,
-                "PARTNER_STREAM_BROKER_URL": self.broker_url,
-                "PARTNER_STREAM_BROKER_PROFILE": "embedded",
-                "PARTNER_STREAM_APP_DATADIR": str(self.data_dir),
-                "PARTNER_STREAM_TOPIC_PARTITIONS": str(self.partitions),
-                "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
-                "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
-                "PARTNER_STREAM_WEB_PORT": str(self.web_port),
-                "PYTHONUNBUFFERED": "1",
-                "PARTNER_STREAM_JWT_SECRET": TEST_JWT_SECRET,
-                **self.topics.env(),
-                **self.extra_env,
-            }
+        settings = {"APP_ID": self.app_id, "TOPIC_PARTITIONS": str(self.partitions)}
+        return local_worker_env(
+            broker_url=self.broker_url,
+            data_dir=self.data_dir,
+            web_port=self.web_port,
+            jwt_secret=TEST_JWT_SECRET,
+            settings=settings,
+            extra={**self.topics.env(), **self.extra_env},
         )
-        return env
 
     async def start(self, *, timeout: float = 90.0) -> Worker:
         assert self.process is None or self.process.poll() is not None, "worker already running"
-        log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - tiny write; handed to the process
-        log.write(f"\n===== start {time.strftime('%X')} =====\n".encode())
-        log.flush()
-        self.process = subprocess.Popen(  # noqa: ASYNC220 - Popen returns at once; readiness is polled
-            [sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info"],
-            cwd=REPO_ROOT,
-            env=self.env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        self.process = spawn(WORKER_COMMAND, self.env(), self.log_path)
         await self.wait_ready(timeout=timeout)
         return self
 
     async def wait_ready(self, *, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while True:
-                if self.process is None or self.process.poll() is not None:
-                    raise AssertionError(f"worker exited early; log tail:\n{self.log_tail()}")
-                try:
-                    async with session.get(f"{self.base_url}/readyz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"worker not ready in {timeout:.0f} s; log tail:\n{self.log_tail()}")
-                await asyncio.sleep(0.2)
+        assert self.process is not None
+        try:
+            await wait_ready(self.base_url, self.process, self.log_path, timeout=timeout)
+        except NotReady as exc:
+            raise AssertionError(f"worker {exc}") from None
 
     async def stop(self, *, timeout: float = 60.0) -> int:
         """Graceful stop (SIGTERM), as an orchestrator would do it."""
@@ -149,10 +119,7 @@ class Worker:
         return process.returncode
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+        return log_tail(self.log_path, lines)
 
     async def get_json(self, path: str, *, token: str | None = None) -> tuple[int, Any]:
         """GET with an operator token (or the given one; "" for none)."""
