@@ -3,11 +3,7 @@
 ``faust -A partner_stream worker`` finds :data:`app` here. Importing the package
 registers, in data-flow order, the agents, the HTTP views and the tablet hub.
 """
-# ruff: noqa: I001, E402  (import order is registration order; the event loop comes first)
-
-from . import event_loop
-
-event_loop.install()  # before anything creates the worker's event loop
+# ruff: noqa: I001  (import order is registration order)
 
 from .app import app
 from . import agents  # noqa: F401

@@ -15,7 +15,7 @@ import faust
 from tables.storage import create_table
 from web import site
 
-from . import transport
+from . import event_loop, transport
 from .settings import ENV_PREFIX, Settings, get_settings
 
 
@@ -42,6 +42,11 @@ class PartnerStreamApp(faust.App):
     #: Callbacks that add raw aiohttp routes (WebSockets) to Faust's web server before it starts.
     _route_installers: list
     _routes_installed: bool = False
+
+    def worker_init(self) -> None:
+        """Faust calls this when a command (``faust worker``) prepares the app, before it creates the loop."""
+        event_loop.install()
+        super().worker_init()
 
     def add_route_installer(self, installer: Any) -> None:
         self._route_installers.append(installer)

@@ -3,11 +3,11 @@
 Most of a loaded worker's time is event-loop work: socket writes to tablets, Kafka requests,
 callbacks. uvloop does that in C: the throughput ramp pushed ~20 % more events per second
 with it (docs/benchmarks.md). Faust's own switch (``faust -L uvloop``) only works on the
-command line; installing the policy when the app module is imported gives every way of
-starting a worker (``faust -A partner_stream worker``, ``partner-stream worker``, the
-container) the same loop. Nothing has created the worker's loop yet at that point: Faust
-creates it after loading the app. Faust's consumer thread builds its loop from the same
-policy. ``FAUST_LOOP=aio`` (or ``-L aio``) keeps asyncio's default loop.
+command line, so the app installs the policy in ``App.worker_init``, which Faust calls when
+a command (``faust -A partner_stream worker``, ``partner-stream worker``, the container)
+prepares the app, before it creates the worker's loop; Faust's consumer thread builds its
+loop from the same policy. Importing the package (tests, tools, the bench harness) changes
+nothing. ``FAUST_LOOP=aio`` (or ``-L aio``) keeps asyncio's default loop.
 """
 
 from __future__ import annotations

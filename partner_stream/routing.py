@@ -9,8 +9,12 @@ co-partitioned topics to the same worker as the table partition, so the record c
 be applied where it is, skipping the re-key hop (a produce, a fetch and a second
 pass through Faust per event).
 
-The choice never reorders a restaurant's events: it depends only on the record's
-(topic size, partition, restaurant), so every record of a restaurant on one upstream
+Two more conditions make it safe: this worker must hold the *active* replica of that
+table partition (Faust's assignment, checked per record: an upstream topic resized
+to match the table is co-assigned only from the next rebalance on), and partition
+counts are read once per assignment, so the route of an upstream partition cannot
+flip mid-generation on a metadata refresh. Within a generation the choice depends
+only on (topic, partition, restaurant): every record of a restaurant on one upstream
 partition takes the same path, in order.
 """
 
@@ -39,11 +43,18 @@ def changelog_partition(restaurant_id: str) -> TP:
 
 
 def is_on_restaurant_partition(topic: str, partition: int, restaurant_id: str) -> bool:
-    """True when a record at ``topic[partition]`` is already on its restaurant's table partition."""
-    partitions = partition_count(changelog_topic_name())
+    """True when a record at ``topic[partition]`` can be applied here: on its restaurant's active partition."""
+    changelog = changelog_topic_name()
+    partitions = partition_count(changelog)
     if not partitions or partition_count(topic) != partitions:
         return False
-    return _partition_of(restaurant_id, partitions) == partition
+    if _partition_of(restaurant_id, partitions) != partition:
+        return False
+    return app.assignor.is_active(TP(changelog, partition))
+
+
+#: Partition counts by topic, read once per assignment (cleared when partitions are assigned).
+_partition_counts: dict[str, int] = {}
 
 
 def partition_count(topic: str) -> int | None:
@@ -52,12 +63,25 @@ def partition_count(topic: str) -> int | None:
     Not Faust's ``consumer.topic_partitions()``: that reads aiokafka's group-subscription
     snapshot, which only the group leader fills, so every other worker would get None.
     """
+    known = _partition_counts.get(topic)
+    if known is not None:
+        return known
     try:
         consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer Faust runs in its thread
-    except ConsumerNotStarted:
+        # The consumer thread may swap the metadata while we read it: treat that as "not known yet".
+        partitions = consumer.partitions_for_topic(topic)
+    except (ConsumerNotStarted, KeyError):
         return None
-    partitions = consumer.partitions_for_topic(topic)
-    return len(partitions) if partitions else None
+    if not partitions:
+        return None
+    _partition_counts[topic] = len(partitions)
+    return len(partitions)
+
+
+@app.on_partitions_assigned.connect
+async def forget_partition_counts(sender: object, assigned: object, **kwargs: object) -> None:
+    """A new assignment may follow a resized topic: read the counts again."""
+    _partition_counts.clear()
 
 
 @lru_cache(maxsize=65536)

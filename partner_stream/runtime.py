@@ -37,12 +37,13 @@ async def tune_after_startup() -> None:
 
 @app.task
 async def learn_table_partitions() -> None:
-    """Make the producer fetch the metadata of the topics Faust hashes restaurant IDs against.
+    """Make the producer keep the metadata of the topics Faust hashes restaurant IDs against.
 
-    Faust's ``table_route`` (the operator API) asks the producer which partition a key is on, and
-    aiokafka's producer only knows topics it has produced to: on a worker that has not written
-    the changelog yet, every routed request would fail with a 500.
+    Faust's ``table_route`` (the operator API, the owner lookup) asks the producer which partition
+    a key is on, and aiokafka's producer refreshes metadata only for the topics it tracks (those
+    it has produced to): on a worker that has not written the changelog yet, routed requests
+    would fail. ``add_topic`` tracks the topic for good (``partitions_for`` would only fetch it once).
     """
-    producer = app.producer._ensure_producer()  # the aiokafka producer Faust wraps
+    client = app.producer._ensure_producer().client  # the aiokafka producer Faust wraps
     for topic in (pending_orders.changelog_topic.get_topic_name(), by_restaurant_topic.get_topic_name()):
-        await producer.partitions_for(topic)
+        await client.add_topic(topic)

@@ -192,6 +192,15 @@ class Connection:
             # The peer went away mid-send; the reader notices and unregisters.
             log.debug("%r: send failed: %s", self, exc)
             self._finish()
+        except asyncio.CancelledError:
+            self._finish()  # what was taken off the queue is lost: the connection must not look healthy
+            raise
+        except Exception:
+            # A bug, not the peer: messages were lost, so cut the socket; the tablet reconnects and resyncs.
+            log.exception("%r: writer failed; closing the connection", self)
+            self._finish()
+            if self._transport is not None:
+                self._transport.abort()
         finally:
             self._writer = None
 

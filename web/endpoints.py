@@ -185,7 +185,11 @@ class TabletEndpoints:
         connection_token = request.query.get("id")
         if connection_token is not None:  # absent for skipNegotiation clients
             negotiation = self._negotiations.pop(connection_token, None)
-            if negotiation is None or negotiation.restaurant_id != identity.restaurant_id:
+            if (
+                negotiation is None
+                or negotiation.expires_at < time.monotonic()
+                or negotiation.restaurant_id != identity.restaurant_id
+            ):
                 return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
         return await self._serve(request, identity, SignalRCodec(), protocol=protocol)
 

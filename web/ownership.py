@@ -62,7 +62,7 @@ def locate(restaurant_id: str) -> Owner:
         return Owner(Placement.LOCAL)
     try:
         url = app.router.key_store(pending_orders.name, restaurant_id)
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: aiokafka's producer has no metadata for the changelog (yet)
         return Owner(Placement.UNAVAILABLE, reason="the restaurant's partition is not assigned yet")
     if (url.host, url.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
         # The assignment map says us, but we are not active for it: mid-handover.

@@ -94,12 +94,16 @@ async def test_a_negotiation_expires_after_its_ttl_and_newer_ones_still_connect(
         assert response.status == 200
         return (await response.json())["connectionToken"]
 
+    oldest = await negotiate()
     old = await negotiate()
     clock[0] += endpoints_module.NEGOTIATION_TTL / 2
     fresh = await negotiate()
-    clock[0] += endpoints_module.NEGOTIATION_TTL / 2 + 1  # old is past its TTL, fresh is not
-    await negotiate()  # expiry runs on negotiate
+    clock[0] += endpoints_module.NEGOTIATION_TTL / 2 + 1  # oldest and old are past their TTL, fresh is not
 
+    # Refused when used late, whether or not a newer negotiation has swept it away yet.
+    expired = await client.get(f"/partnerhub?restaurantId=r3&id={oldest}&access_token={token}")
+    assert expired.status == 404 and "No Connection with that ID" in await expired.text()
+    await negotiate()  # sweeps the expired ones
     expired = await client.get(f"/partnerhub?restaurantId=r3&id={old}&access_token={token}")
     assert expired.status == 404 and "No Connection with that ID" in await expired.text()
     ws = await client.ws_connect(f"/partnerhub?restaurantId=r3&id={fresh}&access_token={token}")

@@ -418,6 +418,34 @@ async def test_writer_that_closes_in_time_is_not_aborted(env: Env, monkeypatch: 
     assert tablet.ws.closed == (SHUTDOWN.code, SHUTDOWN.reason.encode())  # type: ignore[attr-defined]
 
 
+class BrokenWebSocket(FakeWebSocket):
+    async def send_str(self, text: str) -> None:
+        raise ValueError("a bug in the send path")
+
+
+async def test_a_writer_that_fails_unexpectedly_cuts_the_socket_so_the_tablet_resyncs(env: Env) -> None:
+    """Messages were lost: a tablet kept open would silently miss them, so its socket is cut instead."""
+    transport = FakeTransport()
+    tablet = env.connect("r1", ws=BrokenWebSocket(), transport=transport)
+
+    await until(lambda: transport.aborted, what="the transport to be aborted")
+    assert tablet.status is ConnectionStatus.CLOSED and not tablet.writing
+    assert not tablet.offer(ServerPing())
+
+
+async def test_a_cancelled_writer_leaves_the_connection_closed(env: Env) -> None:
+    stuck_ws = FakeWebSocket(stuck=True)
+    tablet = env.connect("r1", ws=stuck_ws)  # the snapshot's send never finishes
+    await until(lambda: stuck_ws.sends_started == 1, what="the snapshot send to start")
+    writer = tablet._writer
+    assert writer is not None
+    writer.cancel()
+    await asyncio.wait([writer], timeout=1.0)
+
+    assert tablet.status is ConnectionStatus.CLOSED and not tablet.writing
+    assert not tablet.offer(ServerPing())
+
+
 # -- keep-alive ----------------------------------------------------------------------------
 
 
