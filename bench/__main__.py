@@ -1,6 +1,6 @@
 """``python -m bench run [scenario ...] [--quick] [--reps N] [options]``: run the suite, write results and report.
 
-Scenarios, in the order they run: throughput, latency, memory, storm, idle, failover (default: all).
+Scenarios, in the order they run: throughput, latency, memory, storm, idle, failover, table (default: all).
 Results: ``<out>/bench-results/<scenario>.json`` (machine-readable) and ``<out>/benchmarks.md`` with PNG plots
 in ``<out>/bench-results/`` (``--out`` defaults to docs/). ``python -m bench report`` only rebuilds the report.
 """

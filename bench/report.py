@@ -587,15 +587,17 @@ HOW_TO_RUN = """## How to run
 
 ```bash
 pip install -e '.[bench]'                # matplotlib, for the plots (without it: tables only)
-python -m bench run                      # everything, default sizes (28 minutes here, on a shared box)
+python -m bench run                      # everything, default sizes (about 20 minutes here)
 python -m bench run --quick              # everything, small sizes (about 10 minutes)
 python -m bench run latency storm        # named scenarios only; their JSON is replaced, the rest kept
 python -m bench run latency --reps 3 --rates 100,2000 --tablets 1000 --high-rate 800
 python -m bench report                   # rebuild this page and the plots from docs/bench-results/*.json
+python -m bench run throughput --upstream-key order   # upstream keyed by order ID: every event re-keyed
+python -m bench run throughput --event-loop asyncio   # both servers on asyncio's loop instead of uvloop
 python -m bench run --help               # every size option
 ```
 
-Scenarios: `throughput`, `latency`, `memory`, `storm`, `idle`, `failover`. The suite is not part of
+Scenarios: `throughput`, `latency`, `memory`, `storm`, `idle`, `failover`, `table`. The suite is not part of
 `scripts/test`; `tests/test_bench_smoke.py` runs it with tiny sizes into a temp dir (no timing asserted).
 
 Protocol (the floor note's): a fresh embedded broker (Tansu, in memory) for every run; producer linger
