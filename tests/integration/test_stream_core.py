@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -13,7 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
 from partner_stream.broker import EmbeddedBroker
-from tests.conftest import restaurant_id
+from tests.conftest import new_worker, restaurant_id
 from tests.support.polling import eventually
 from tests.support.workers import Worker
 
@@ -176,6 +177,29 @@ async def test_events_keyed_by_restaurant_skip_the_rekey_hop_and_others_take_it(
 async def test_unknown_restaurant_has_no_pending_orders(shared_worker: Worker) -> None:
     snapshot = await pending(shared_worker, restaurant_id())
     assert snapshot["orders"] == [] and snapshot["seq"] == 0
+
+
+async def test_a_new_worker_answers_for_its_restaurants_after_a_dead_letter_and_runs_on_uvloop(
+    broker: EmbeddedBroker,
+    producer: AIOKafkaProducer,
+    tmp_path: Path,
+    artifacts_dir: Path,
+) -> None:
+    """The first thing a worker produces is a dead letter (a topic the producer did not know): aiokafka then
+    narrows the producer's metadata to that topic, and Faust's owner lookup, which hashes with the producer,
+    lost the table's topic: every operator query answered 500."""
+    worker = new_worker(broker, tmp_path, artifacts_dir, "fresh")
+    await worker.start()
+    try:
+        marker = uuid.uuid4().hex.encode()
+        await producer.send_and_wait(worker.topics.created, b"not json", key=marker)
+        await read_dead_letter(broker, worker.topics.dead_letter, marker)
+
+        snapshot = await pending(worker, restaurant_id())
+        assert snapshot["orders"] == [] and snapshot["seq"] == 0
+        assert "event loop: uvloop.Loop" in worker.log_path.read_text()
+    finally:
+        await worker.stop()
 
 
 @pytest.mark.parametrize(
