@@ -13,8 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import click
@@ -81,7 +79,7 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     _ctrl_c_stops()
     from web.auth import DEV_JWT_SECRET, mint_tablet_token
 
-    from .local import WORKER_COMMAND
+    from .local import WORKER_COMMAND, NotReady, wait_ready
     from .samples import generate_orders
     from .settings import Settings
 
@@ -107,7 +105,10 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     worker_process = subprocess.Popen(WORKER_COMMAND, env=env)
     base = f"http://127.0.0.1:{web_port}"
     try:
-        _wait_until_ready(f"{base}/readyz", worker_process, timeout=90.0)
+        try:
+            asyncio.run(wait_ready(base, worker_process, None, timeout=90.0))
+        except NotReady as exc:
+            raise click.ClickException(f"worker {exc}") from None
         dev_token = mint_tablet_token("1", env["PARTNER_STREAM_JWT_SECRET"])
         _print_banner(base, embedded.url, sample_orders, dev_token)
         if sample_orders:
@@ -251,21 +252,6 @@ def _wait_for_interrupt(alive: object) -> None:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def _wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise click.ClickException(f"worker exited with code {process.returncode}; see its log above")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    raise click.ClickException(f"worker was not ready within {timeout:.0f} s ({url})")
 
 
 def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -> None:

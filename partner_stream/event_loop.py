@@ -27,7 +27,7 @@ def install() -> None:
     except RuntimeError:
         pass
     else:
-        return  # imported inside a running loop (tests, tools): never swap a policy under it
+        return  # called with a loop already running (app.main() from async code): never swap a policy under it
     try:
         import uvloop
     except ImportError:  # not installed (e.g. Windows): asyncio's loop works, only slower

@@ -75,14 +75,23 @@ class NotReady(RuntimeError):
     """The process exited, or ``/readyz`` did not answer 200 in time; the message ends with its log tail."""
 
 
-async def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: Path, *, timeout: float) -> float:
-    """Poll ``base_url/readyz`` until it answers 200; return the seconds it took."""
+async def wait_ready(
+    base_url: str, process: subprocess.Popen[bytes], log_path: Path | None, *, timeout: float
+) -> float:
+    """Poll ``base_url/readyz`` until it answers 200; return the seconds it took.
+
+    ``log_path`` is where the process writes (its tail goes into the error), or None if it writes to this terminal.
+    """
+
+    def tail() -> str:
+        return f"; log tail:\n{log_tail(log_path)}" if log_path is not None else "; see its output above"
+
     started = time.monotonic()
     deadline = started + timeout
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
         while True:
             if process.poll() is not None:
-                raise NotReady(f"exited early with code {process.returncode}; log tail:\n{log_tail(log_path)}")
+                raise NotReady(f"exited early with code {process.returncode}{tail()}")
             try:
                 async with session.get(f"{base_url}/readyz") as response:
                     if response.status == 200:
@@ -90,5 +99,5 @@ async def wait_ready(base_url: str, process: subprocess.Popen[bytes], log_path: 
             except (aiohttp.ClientError, TimeoutError):
                 pass
             if time.monotonic() > deadline:
-                raise NotReady(f"not ready in {timeout:.0f} s; log tail:\n{log_tail(log_path)}")
+                raise NotReady(f"not ready in {timeout:.0f} s{tail()}")
             await asyncio.sleep(0.1)

@@ -14,6 +14,9 @@ EVENTS_ROUTED = Counter(
     "Valid upstream events by route: `direct` (already on the restaurant's partition) or `rekeyed`.",
     ["route"],
 )
+#: Bound once: ``labels()`` takes a lock and validates label values, on every event otherwise.
+ROUTED_DIRECT = EVENTS_ROUTED.labels(route="direct")
+ROUTED_REKEYED = EVENTS_ROUTED.labels(route="rekeyed")
 DEAD_LETTERS = Counter(
     "partner_stream_dead_letters_total",
     "Events sent to the dead-letter topic because they can never be applied.",

@@ -16,6 +16,10 @@ counts are read once per assignment, so the route of an upstream partition canno
 flip mid-generation on a metadata refresh. Within a generation the choice depends
 only on (topic, partition, restaurant): every record of a restaurant on one upstream
 partition takes the same path, in order.
+
+Faust's own lookups (``table_route``, the owner's URL) hash with the producer, which
+knows only the topics it tracks: :func:`learn_table_partitions` makes it track the
+table's from startup.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
-from .app import app, pending_orders
+from .app import app, by_restaurant_topic, pending_orders
 
 
 def changelog_topic_name() -> str:
@@ -82,6 +86,20 @@ def partition_count(topic: str) -> int | None:
 async def forget_partition_counts(sender: object, assigned: object, **kwargs: object) -> None:
     """A new assignment may follow a resized topic: read the counts again."""
     _partition_counts.clear()
+
+
+@app.task
+async def learn_table_partitions() -> None:
+    """Make the producer keep the metadata of the topics Faust hashes restaurant IDs against.
+
+    Faust's ``table_route`` (the operator API, the owner lookup) asks the producer which partition
+    a key is on, and aiokafka's producer refreshes metadata only for the topics it tracks (those
+    it has produced to): on a worker that has not written the changelog yet, routed requests
+    would fail. ``add_topic`` tracks the topic for good (``partitions_for`` would only fetch it once).
+    """
+    client = app.producer._ensure_producer().client  # the aiokafka producer Faust wraps
+    for topic in (changelog_topic_name(), by_restaurant_topic.get_topic_name()):
+        await client.add_topic(topic)
 
 
 @lru_cache(maxsize=65536)
