@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from partner_stream.broker import EmbeddedBroker
 from tests.conftest import new_worker, restaurant_id
 from tests.integration.test_stream_core import created, pending, publish, wait_for_orders
+from tests.support.polling import eventually
 from tests.support.workers import Worker
 
 
@@ -44,6 +45,19 @@ async def assert_all_pending(worker: Worker, expected: dict[str, dict]) -> None:
         assert await pending(worker, restaurant) == snapshot, f"{restaurant} changed across the restart"
 
 
+async def wait_all_pending(worker: Worker, expected: dict[str, dict]) -> None:
+    """After a SIGKILL: a change whose changelog record was not sent yet comes back from the upstream replay.
+
+    Ready means the table is recovered, and the replay of uncommitted upstream events may still be running.
+    """
+    for restaurant, snapshot in expected.items():
+
+        async def now(restaurant: str = restaurant) -> dict:
+            return await pending(worker, restaurant)
+
+        await eventually(now, lambda seen, want=snapshot: seen == want, what=f"{restaurant} as before the kill")
+
+
 async def test_graceful_restart_keeps_pending_orders(worker: Worker, producer: AIOKafkaProducer) -> None:
     expected = await seed(worker, producer)
     await worker.stop()
@@ -67,5 +81,5 @@ async def test_sigkill_loses_nothing_and_events_published_while_down_are_applied
     late = restaurant_id()
     await publish(producer, worker.topics.created, created(late, "while-down"))
     await worker.start()
-    await assert_all_pending(worker, expected)
+    await wait_all_pending(worker, expected)
     await wait_for_orders(worker, late, ["while-down"])
