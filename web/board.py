@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -27,14 +26,10 @@ async def board_redirect(request: web.Request) -> web.Response:
     raise web.HTTPPermanentRedirect(BOARD_PATH)
 
 
-@web.middleware
-async def revalidate_static(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    response = await handler(request)
+async def revalidate_static(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    """A response-prepare signal, not a middleware: no frame held for every open tablet socket."""
     if request.path.startswith("/static/") and "Cache-Control" not in response.headers:
         response.headers.update(NO_CACHE)
-    return response
 
 
 def install_board_routes(web_app: web.Application) -> None:
@@ -42,4 +37,4 @@ def install_board_routes(web_app: web.Application) -> None:
     web_app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     web_app.router.add_get(BOARD_PATH, board_page)
     web_app.router.add_get(BOARD_PATH.rstrip("/"), board_redirect)
-    web_app.middlewares.append(revalidate_static)
+    web_app.on_response_prepare.append(revalidate_static)

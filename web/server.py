@@ -25,7 +25,6 @@ from partner_stream.central_hub_standin import install_board_and_dev_routes
 from partner_stream.events import OrderAcknowledged, encode_internal
 
 from . import views
-from .access_log import access_log
 from .endpoints import TabletEndpoints
 from .hub import Hub
 from .ownership import owns_partition
@@ -53,7 +52,6 @@ agents.change_listeners.append(hub.publish)
 
 
 def install_routes(web_app: web.Application) -> None:
-    web_app.middlewares.append(access_log)
     endpoints.install(web_app)
 
     async def close_tablets(_: web.Application) -> None:

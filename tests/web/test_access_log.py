@@ -1,21 +1,24 @@
-"""The access log never prints a token: web.access_log.redact and its middleware, without a server."""
+"""The access log never prints a token: web.access_log.redact and the access logger, without a server."""
 
 from __future__ import annotations
 
 import logging
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
-from web.access_log import REDACTED, access_log, redact
+from tests.support.local_http import served
+from web.access_log import REDACTED, RedactingAccessLogger, redact
+from web.access_log import log as access_log
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyZXN0YXVyYW50SWQiOiJyMSJ9.c2lnbmF0dXJl"
 
 
 def rel_url(raw: str) -> URL:
-    """The URL as aiohttp's HTTP parser hands it to the middleware: built with encoded=True, never re-quoted.
+    """The URL as aiohttp's HTTP parser hands it to the access logger: built with encoded=True, never re-quoted.
 
     (make_mocked_request re-quotes, turning %2F into / and %5F into _, which the real server does not.)
     """
@@ -75,56 +78,70 @@ def test_percent_encoded_access_token_name_is_redacted_too() -> None:
     assert JWT not in redact(url)  # ...so the log must not show it
 
 
-# -- the middleware ---------------------------------------------------------------------------------
+# -- the access logger ------------------------------------------------------------------------------
 
 
-async def test_middleware_logs_method_redacted_url_and_status(caplog: pytest.LogCaptureFixture) -> None:
-    async def handler(_: web.Request) -> web.StreamResponse:
-        return web.Response(status=401)
+def log_request(method: str, path: str, status: int) -> None:
+    """What aiohttp's RequestHandler does once a response is done."""
+    logger = RedactingAccessLogger(access_log, "")
+    if logger.enabled:
+        logger.log(make_mocked_request(method, path), web.Response(status=status), 0.0123)
 
-    request = make_mocked_request("POST", f"/partnerhub/negotiate?restaurantId=r1&access_token={JWT}")
+
+def access_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "partner_stream.access"]
+
+
+def test_logs_method_redacted_url_status_and_time(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="partner_stream.access"):
-        response = await access_log(request, handler)
+        log_request("POST", f"/partnerhub/negotiate?restaurantId=r1&access_token={JWT}", 401)
 
-    assert response.status == 401
-    [record] = [r for r in caplog.records if r.name == "partner_stream.access"]
+    [record] = access_records(caplog)
     assert record.levelno == logging.INFO  # a refused tablet is worth a line
     message = record.getMessage()
-    assert message.startswith(f"POST /partnerhub/negotiate?restaurantId=r1&access_token={REDACTED} 401 ")
+    assert message == f"POST /partnerhub/negotiate?restaurantId=r1&access_token={REDACTED} 401 12.3ms"
     assert JWT not in message
 
 
-async def test_middleware_logs_http_exception_status_and_reraises(caplog: pytest.LogCaptureFixture) -> None:
-    async def handler(_: web.Request) -> web.StreamResponse:
-        raise web.HTTPNotFound()
-
-    request = make_mocked_request("GET", f"/nope?token={JWT}")
-    with caplog.at_level(logging.DEBUG, logger="partner_stream.access"), pytest.raises(web.HTTPNotFound):
-        await access_log(request, handler)
-
-    [record] = [r for r in caplog.records if r.name == "partner_stream.access"]
-    assert f"GET /nope?token={REDACTED} 404 " in record.getMessage()
-    assert JWT not in record.getMessage()
-
-
-async def test_middleware_logs_probes_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    async def handler(_: web.Request) -> web.StreamResponse:
-        return web.Response(text="ok")
-
+def test_logs_probes_at_debug(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.DEBUG, logger="partner_stream.access"):
-        await access_log(make_mocked_request("GET", "/healthz"), handler)
+        log_request("GET", "/healthz", 200)
 
-    [record] = [r for r in caplog.records if r.name == "partner_stream.access"]
+    [record] = access_records(caplog)
     assert record.levelno == logging.DEBUG
 
 
-async def test_middleware_logs_accepted_tablet_handshakes_at_debug(caplog: pytest.LogCaptureFixture) -> None:
-    async def handler(_: web.Request) -> web.StreamResponse:
-        return web.Response(status=200)
-
+def test_logs_accepted_tablet_handshakes_at_debug_and_other_requests_at_info(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.DEBUG, logger="partner_stream.access"):
-        await access_log(make_mocked_request("POST", f"/partnerhub/negotiate?access_token={JWT}"), handler)
-        await access_log(make_mocked_request("GET", "/api/cluster"), handler)
+        log_request("POST", f"/partnerhub/negotiate?access_token={JWT}", 200)
+        log_request("GET", "/api/cluster", 200)
+        log_request("GET", "/nope", 404)
 
-    levels = [r.levelno for r in caplog.records if r.name == "partner_stream.access"]
-    assert levels == [logging.DEBUG, logging.INFO]
+    assert [r.levelno for r in access_records(caplog)] == [logging.DEBUG, logging.INFO, logging.INFO]
+
+
+def test_disabled_below_info_so_aiohttp_skips_it(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="partner_stream.access"):
+        assert not RedactingAccessLogger(access_log, "").enabled
+    with caplog.at_level(logging.INFO, logger="partner_stream.access"):
+        assert RedactingAccessLogger(access_log, "").enabled
+
+
+async def test_a_real_server_logs_http_exceptions_with_their_status(caplog: pytest.LogCaptureFixture) -> None:
+    async def not_found(_: web.Request) -> web.StreamResponse:
+        raise web.HTTPNotFound()
+
+    app = web.Application()
+    app.router.add_get("/nope", not_found)
+    with caplog.at_level(logging.INFO, logger="partner_stream.access"):
+        async with (
+            served(app, access_log=access_log, access_log_class=RedactingAccessLogger) as base_url,
+            aiohttp.ClientSession() as session,
+            session.get(f"{base_url}/nope?token={JWT}") as response,
+        ):
+            assert response.status == 404
+
+    [record] = access_records(caplog)
+    assert record.getMessage().startswith(f"GET /nope?token={REDACTED} 404 ")
