@@ -18,6 +18,7 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from http import HTTPStatus
 
 from aiohttp import WSMsgType, web
@@ -68,8 +69,9 @@ class TabletEndpoints:
         router = web_app.router
         router.add_route("OPTIONS", f"{SIGNALR_PATH}/negotiate", self.negotiate_preflight)
         router.add_post(f"{SIGNALR_PATH}/negotiate", self.negotiate)
-        router.add_get(SIGNALR_PATH, self.signalr_socket)
-        router.add_get(PLAIN_PATH, self.plain_socket)
+        # Partials rather than wrapper coroutines: a handler's frame lives as long as its socket.
+        router.add_get(SIGNALR_PATH, partial(self.socket, protocol="signalr"))
+        router.add_get(PLAIN_PATH, partial(self.socket, protocol="plain"))
 
     # -- checks shared by every endpoint ----------------------------------------------------
 
@@ -163,13 +165,7 @@ class TabletEndpoints:
 
     # -- sockets -------------------------------------------------------------------------
 
-    async def signalr_socket(self, request: web.Request) -> web.StreamResponse:
-        return await self._socket(request, protocol="signalr")
-
-    async def plain_socket(self, request: web.Request) -> web.StreamResponse:
-        return await self._socket(request, protocol="plain")
-
-    async def _socket(self, request: web.Request, *, protocol: str) -> web.StreamResponse:
+    async def socket(self, request: web.Request, *, protocol: str) -> web.StreamResponse:
         """Serve a tablet socket here, relay it to the restaurant's owner, or refuse it before the upgrade."""
         admitted = self._admission(request)
         if isinstance(admitted, web.Response):
@@ -260,8 +256,14 @@ class TabletEndpoints:
 
     async def _read_loop(self, ws: web.WebSocketResponse, connection: Connection) -> None:
         await self._drain(connection)  # records that arrived in the handshake's frame
-        async for message in ws:
+        while True:
+            # Not `async for`: its __anext__ would be one more frame per idle tablet. Close and error
+            # messages end the loop below, as they end aiohttp's iterator.
+            message = await ws.receive()
             if not connection.is_open:
+                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    continue
+                break
                 continue
             connection.mark_received()
             try:
