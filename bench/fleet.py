@@ -363,10 +363,18 @@ class Fleet:
         result["errors"] = self.errors[:5]
         return result
 
-    async def op_storm(self, concurrency: int = 0, timeout: float = 120.0) -> dict[str, Any]:
-        """Drop every socket at once, then reconnect all of them at once (negotiate + auth + snapshot)."""
+    async def op_storm(
+        self, concurrency: int = 0, timeout: float = 120.0, start_at: float | None = None
+    ) -> dict[str, Any]:
+        """Drop every socket at once, then reconnect all of them at once (negotiate + auth + snapshot).
+
+        ``start_at`` (wall clock) lets several fleet processes drop their tablets at the same moment;
+        ``times`` (seconds from then to each snapshot) lets the caller merge their percentiles.
+        """
         self.reconnect_to = []
         tablets = list(self.tablets)
+        if start_at is not None:
+            await asyncio.sleep(max(0.0, start_at - time.time()))
         t0 = time.time()
         for tablet in tablets:
             tablet.abort()
@@ -395,6 +403,7 @@ class Fleet:
             "failures": dict(failures),
             "seconds": ok[-1] if ok else None,
             "time_to_snapshot": summarize_values(ok),
+            "times": ok,
         }
 
     async def op_follow(self, bases: list[str], interval: float = 0.1, deadline: float = 120.0) -> dict[str, Any]:

@@ -69,6 +69,7 @@ class CpuMeter:
         self.pids = pids
         self._start: dict[str, float] = {}
         self._t0 = 0.0
+        self.seconds: dict[str, float] = {}
 
     def start(self) -> None:
         self._t0 = time.monotonic()
@@ -76,9 +77,9 @@ class CpuMeter:
 
     def stop(self) -> dict[str, float]:
         elapsed = max(time.monotonic() - self._t0, 1e-6)
-        return {
-            name: round(100.0 * (_safe_cpu(pid) - self._start[name]) / elapsed, 1) for name, pid in self.pids.items()
-        }
+        #: CPU seconds of each process over the window, for costs per unit of work.
+        self.seconds = {name: _safe_cpu(pid) - self._start[name] for name, pid in self.pids.items()}
+        return {name: round(100.0 * used / elapsed, 1) for name, used in self.seconds.items()}
 
 
 def _safe_cpu(pid: int) -> float:
@@ -326,6 +327,7 @@ class BoxMeter:
         self.ours = ours
         self._busy0 = self._total0 = 0
         self._t0 = 0.0
+        self.seconds: dict[str, float] = {}
 
     def start(self) -> None:
         self._busy0, self._total0 = _box_jiffies()
@@ -341,6 +343,7 @@ class BoxMeter:
         ours_cores = sum(ours.values()) / 100.0
         return {
             "cpu_percent_of_core": ours,
+            "cpu_seconds": {name: round(used, 3) for name, used in self.ours.seconds.items()},
             "box_busy_percent": round(100.0 * (busy - self._busy0) / max(total - self._total0, 1), 1),
             "other_processes_percent_of_core": round(max(box_cores - ours_cores, 0.0) * 100.0, 1),
         }

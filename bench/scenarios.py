@@ -19,6 +19,7 @@ import jwt
 
 from . import procs
 from .config import Config
+from .fleet import summarize_values
 from .load import OrderLoad, restaurant_ids
 
 log = logging.getLogger("bench")
@@ -100,9 +101,9 @@ class Stack:
         server.extra["ready_seconds"] = round(await server.wait_ready(), 2)
         return server
 
-    async def fleet_for(self, count: int) -> list[procs.Fleet]:
-        """Enough fleet processes for ``count`` sockets in total (started once, reused)."""
-        needed = max(1, math.ceil(count / FLEET_MAX))
+    async def fleet_for(self, count: int, *, at_least: int = 1) -> list[procs.Fleet]:
+        """Enough fleet processes for ``count`` sockets in total, and ``at_least`` (started once, reused)."""
+        needed = max(1, at_least, math.ceil(count / FLEET_MAX))
         while len(self.fleets) < needed:
             self.fleets.append(await procs.Fleet(self.log_dir, f"fleet{len(self.fleets)}").start())
         return self.fleets[:needed]
@@ -342,7 +343,7 @@ async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[s
     async with Stack(cfg, log_dir, f"storm-{system}-r{rep}") as stack:
         server = await stack.server(system)
         specs = tablet_specs(system, server.base_url, cfg.storm_tablets, stack.restaurants)
-        fleets = (await stack.fleet_for(len(specs)))[:1]
+        fleets = await stack.fleet_for(len(specs), at_least=min(cfg.storm_fleets, len(specs)))
         connect = await stack.connect(specs, fleets)
         await _prefill(stack, per_restaurant(specs), cfg.storm_pending_per_restaurant)
         await asyncio.sleep(1.0)
@@ -350,16 +351,21 @@ async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[s
         for mode, in_flight in (("all at once", 0), ("paced", cfg.storm_paced_in_flight)):
             meter = stack.meter()
             meter.start()
-            storm = await fleets[0].call("storm", concurrency=in_flight, timeout=600)
+            storm = await _storm(fleets, in_flight)
             cpu = meter.stop()
             seconds = storm["seconds"]
+            server_cpu_seconds = cpu["cpu_seconds"].get(server.name, 0.0)
             storms[mode] = {
                 "in_flight_limit": in_flight or None,
+                "fleets": len(fleets),
                 "reconnected": storm["reconnected"],
                 "failures": storm["failures"],
                 "seconds": seconds,
                 "reconnects_per_s": round(storm["reconnected"] / seconds, 1) if seconds else None,
                 "time_to_snapshot_s": storm["time_to_snapshot"],
+                "server_cpu_ms_per_reconnect": (
+                    round(server_cpu_seconds * 1000 / storm["reconnected"], 3) if storm["reconnected"] else None
+                ),
                 "cpu": cpu,
             }
             await asyncio.sleep(1.0)
@@ -371,6 +377,25 @@ async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[s
         "initial_connect": connect,
         "storms": storms,
         "quiet_before": stack.quiet_before,
+    }
+
+
+async def _storm(fleets: list[procs.Fleet], in_flight: int) -> dict[str, Any]:
+    """Every fleet drops its tablets at the same moment and reconnects them; merged as one storm."""
+    start_at = time.time() + 0.1  # the request reaches every fleet well within this
+    per_fleet = math.ceil(in_flight / len(fleets)) if in_flight else 0
+    replies = await asyncio.gather(
+        *(f.call("storm", concurrency=per_fleet, start_at=start_at, timeout=600) for f in fleets)
+    )
+    times = sorted(t for reply in replies for t in reply["times"])
+    failures: Counter[str] = Counter()
+    for reply in replies:
+        failures.update(reply["failures"])
+    return {
+        "reconnected": len(times),
+        "failures": dict(failures),
+        "seconds": times[-1] if times else None,
+        "time_to_snapshot": summarize_values(times),
     }
 
 
