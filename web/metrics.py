@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from prometheus_client import Counter, Gauge
 
 CONNECTIONS = Gauge("partner_stream_connections", "Open tablet connections on this worker.", ["protocol"])
@@ -11,3 +13,15 @@ PROTOCOL_ERRORS = Counter(
     "partner_stream_protocol_errors_total", "Tablet connections closed for breaking the protocol.", ["protocol"]
 )
 RELAYS = Gauge("partner_stream_relayed_connections", "Tablet sockets relayed from this worker to their owner.")
+
+
+# Children bound once per label value: ``labels()`` takes a lock and validates its arguments, and these
+# run for every connect, disconnect and pushed change.
+@cache
+def connections(protocol: str) -> Gauge:
+    return CONNECTIONS.labels(protocol=protocol)
+
+
+@cache
+def pushes(name: str) -> Counter:
+    return PUSHES.labels(name=name)
