@@ -54,7 +54,7 @@ class Config:
     memory_settle_seconds: float = 3.0
 
     # 4. reconnect storm
-    storm_tablets: int = 2000
+    storm_tablets: int = 5000
     storm_pending_per_restaurant: int = 4
     #: The second storm of each run keeps at most this many reconnects in flight (below the listen backlog).
     storm_paced_in_flight: int = 100
