@@ -39,13 +39,19 @@ class Config:
     # 2. sustained throughput per worker
     throughput_tablets: int = 1000
     throughput_steps: list[float] = field(
-        default_factory=lambda: [100.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0]
-    )
+        default_factory=lambda: [
+            100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0
+        ]
+    )  # fmt: skip
     step_seconds: float = 5.0
     #: A step is sustained (lag does not grow) if this share of its events reached the tablets within
     #: ``step_grace`` s after it.
     sustained_share: float = 0.98
     step_grace: float = 2.0
+    #: ... and events reached the tablets at this share of the offered rate, counting the time the last ones
+    #: took. Without it a worker ~30 % short of the offered rate passed: its backlog at the end of a 5 s
+    #: step still drained within the grace (measured: 1,000 ev/s offered, 730 pushed, p50 1 s).
+    keep_up_share: float = 0.95
 
     # 3. idle tablet memory
     memory_tablets: list[int] = field(default_factory=lambda: [1000, 5000, 10000, 20000])

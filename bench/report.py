@@ -337,7 +337,9 @@ def throughput_section(document: dict[str, Any], targets: list[list[str]]) -> st
         f"One worker, {runs[0]['tablets']:,} tablets (every event is a table update and a push to 2 tablets), "
         f"offered load stepped up every {cfg['step_seconds']:.0f} s on one fresh broker per repetition. A step is "
         f"*sustained* when \u2265 {100 * cfg['sustained_share']:.0f} % of its pushes arrive within "
-        f"{cfg['step_grace']:.0f} s after it (the lag does not grow); the ramp stops at the first step that is not.",
+        f"{cfg['step_grace']:.0f} s after it and the events pushed per second (until the last of them arrived) "
+        f"are \u2265 {100 * cfg.get('keep_up_share', 0.0):.0f} % of the rate actually offered (the lag does not "
+        "grow); the ramp stops at the first step that is not.",
         "",
         f"**Highest sustained rate: {span(sustained, 0, ' events/s')}**; throughput while overloaded (events/s "
         f"actually pushed in the first failing step): {span(capacity, 0, ' events/s')}.",
