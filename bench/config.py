@@ -48,9 +48,10 @@ class Config:
     #: ``step_grace`` s after it.
     sustained_share: float = 0.98
     step_grace: float = 2.0
-    #: ... and events reached the tablets at this share of the offered rate, counting the time the last ones
-    #: took. Without it a worker ~30 % short of the offered rate passed: its backlog at the end of a 5 s
-    #: step still drained within the grace (measured: 1,000 ev/s offered, 730 pushed, p50 1 s).
+    #: ... and this share of them had already arrived when the producer finished the step. Without it a worker
+    #: ~30 % short of the offered rate passed: its backlog at the end of a 5 s step still drained within the
+    #: grace (measured: 1,000 ev/s offered, 730 pushed, p50 1 s). A worker that keeps up is only its latency
+    #: behind at that moment (~1 % of a 5 s step).
     keep_up_share: float = 0.95
 
     # 3. idle tablet memory

@@ -373,9 +373,12 @@ class Fleet:
         """
         self.reconnect_to = []
         tablets = list(self.tablets)
+        late_by = 0.0
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.time()))
-        t0 = time.time()
+            late_by = max(0.0, time.time() - start_at)
+        # Every fleet times from the agreed moment, so a fleet that started late does not look fast.
+        t0 = start_at if start_at is not None else time.time()
         for tablet in tablets:
             tablet.abort()
         semaphore = asyncio.Semaphore(concurrency) if concurrency else None
@@ -404,6 +407,7 @@ class Fleet:
             "seconds": ok[-1] if ok else None,
             "time_to_snapshot": summarize_values(ok),
             "times": ok,
+            "late_by": late_by,
         }
 
     async def op_follow(self, bases: list[str], interval: float = 0.1, deadline: float = 120.0) -> dict[str, Any]:

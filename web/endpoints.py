@@ -264,7 +264,6 @@ class TabletEndpoints:
                 if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 break
-                continue
             connection.mark_received()
             try:
                 if message.type == WSMsgType.TEXT:

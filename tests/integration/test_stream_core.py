@@ -120,16 +120,18 @@ async def test_duplicates_and_early_resolutions_are_idempotent(
         lambda count: count > unchanged_accepts,
         what="the early accept applied",
     )
-    await publish(producer, topics.created, created(restaurant, "dup"))
-    await publish(producer, topics.created, created(restaurant, "dup"))
-    await publish(producer, topics.created, created(restaurant, "gone"))
+    # Creates keyed by restaurant share one partition, so each wait below also covers the creates before it.
+    key = restaurant.encode()
+    await publish(producer, topics.created, created(restaurant, "dup"), key=key)
+    await publish(producer, topics.created, created(restaurant, "dup"), key=key)
+    await publish(producer, topics.created, created(restaurant, "gone"), key=key)
     await wait_for_orders(shared_worker, restaurant, ["dup", "gone"])
     await publish(producer, topics.rejected, {"OrderId": "gone", "RestaurantId": restaurant})
     await wait_for_orders(shared_worker, restaurant, ["dup"])
     # A late duplicate of a resolved order, then the early order's OrderCreated: neither shows.
-    await publish(producer, topics.created, created(restaurant, "gone"))
-    await publish(producer, topics.created, created(restaurant, "early"))
-    await publish(producer, topics.created, created(restaurant, "last"))
+    await publish(producer, topics.created, created(restaurant, "gone"), key=key)
+    await publish(producer, topics.created, created(restaurant, "early"), key=key)
+    await publish(producer, topics.created, created(restaurant, "last"), key=key)
 
     snapshot = await wait_for_orders(shared_worker, restaurant, ["dup", "last"])
     # dup, gone, gone's rejection, last: the duplicates and the early order never counted.
