@@ -327,7 +327,6 @@ class BoxMeter:
         self.ours = ours
         self._busy0 = self._total0 = 0
         self._t0 = 0.0
-        self.seconds: dict[str, float] = {}
 
     def start(self) -> None:
         self._busy0, self._total0 = _box_jiffies()

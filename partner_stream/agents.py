@@ -106,7 +106,7 @@ def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     restaurant_id = order_event.restaurant_id
     state = pending_orders.state_of(restaurant_id)
     new_state, change = apply_event(state, order_event, resolved_memory=settings.resolved_memory)
-    metrics.events_applied(order_event.kind.value, change is not None).inc()
+    metrics.events_applied(kind=order_event.kind.value, changed=str(change is not None)).inc()
     if new_state is state:
         return
     # Assignment (never in-place mutation) is what writes the changelog.

@@ -30,9 +30,5 @@ PUSH_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")
-
-
-@cache
-def events_applied(kind: str, changed: bool) -> Counter:
-    """EVENTS_APPLIED's child, bound once (``labels()`` per event takes a lock and validates)."""
-    return EVENTS_APPLIED.labels(kind=kind, changed=str(changed))
+#: EVENTS_APPLIED's children, bound once per label value: ``labels()`` takes a lock and validates.
+events_applied = cache(EVENTS_APPLIED.labels)

@@ -94,7 +94,7 @@ class Hub(mode.Service):
         """Register a connection and queue its snapshot, atomically with respect to publish()."""
         snapshot = self._snapshot(connection.restaurant_id)
         self._by_restaurant[connection.restaurant_id].add(connection)
-        metrics.connections(connection.protocol).inc()
+        metrics.connections(protocol=connection.protocol).inc()
         connection.offer(snapshot)
 
     def detach(self, connection: Connection) -> None:
@@ -102,7 +102,7 @@ class Hub(mode.Service):
         if connections is None or connection not in connections:
             return
         connections.discard(connection)
-        metrics.connections(connection.protocol).dec()
+        metrics.connections(protocol=connection.protocol).dec()
         if not connections:
             del self._by_restaurant[connection.restaurant_id]
             self._snapshots.pop(connection.restaurant_id, None)
@@ -135,7 +135,7 @@ class Hub(mode.Service):
         for connection in list(connections):
             if connection.offer(push):
                 delivered += 1
-        metrics.pushes(push.name).inc(delivered)
+        metrics.pushes(name=push.name).inc(delivered)
 
     def disconnect_not_owned(self, reason: Disconnect = NOT_OWNER) -> int:
         """Close tablets of restaurants this worker no longer owns (after a rebalance)."""

@@ -14,14 +14,7 @@ PROTOCOL_ERRORS = Counter(
 )
 RELAYS = Gauge("partner_stream_relayed_connections", "Tablet sockets relayed from this worker to their owner.")
 
-
-# Children bound once per label value: ``labels()`` takes a lock and validates its arguments, and these
-# run for every connect, disconnect and pushed change.
-@cache
-def connections(protocol: str) -> Gauge:
-    return CONNECTIONS.labels(protocol=protocol)
-
-
-@cache
-def pushes(name: str) -> Counter:
-    return PUSHES.labels(name=name)
+# Children bound once per label value (``labels()`` takes a lock and validates its arguments), for the
+# calls made on every connect, disconnect and pushed change.
+connections = cache(CONNECTIONS.labels)
+pushes = cache(PUSHES.labels)
