@@ -83,8 +83,8 @@ class Config:
     #: After the load stops, how long the survivor's table may take to match the producer's open orders.
     failover_settle: float = 30.0
 
-    # 7. table step alone (pure Python, no broker): remembered resolutions per restaurant
-    table_history: list[int] = field(default_factory=lambda: [0, 100, 500])
+    # 7. table step alone (RocksDB in the bench process, no broker): (pending orders, remembered resolutions)
+    table_history: list[tuple[int, int]] = field(default_factory=lambda: [(0, 0), (100, 100), (2000, 500)])
 
     def with_overrides(self, **overrides: object) -> Config:
         return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -139,5 +139,5 @@ def smoke() -> Config:
         failover_rate=20.0,
         failover_before_kill=1.0,
         failover_after_reconnect=0.5,
-        table_history=[0, 10],
+        table_history=[(0, 0), (50, 10)],
     )

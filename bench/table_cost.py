@@ -1,23 +1,27 @@
-"""CPU per event for the table step alone: decode the restaurant's value, apply the event, encode it again.
+"""CPU per event for the table step alone: read the records an event touches, apply it, write the outcome.
 
-Faust writes the whole value of a restaurant on every event, so its size sets a floor under the per-event
-cost. The size grows with the resolutions a restaurant remembers (``PARTNER_STREAM_RESOLVED_MEMORY``,
-default 500): a young restaurant in the end-to-end scenarios has a handful, a kitchen after a week has
-them all. Pure Python in this process, no broker: it isolates what the value's shape costs.
+A restaurant's state is a head and one record per order (tables/keys.py), so what an event reads and writes
+should not depend on how many orders it holds or how many resolutions it remembers. This measures that,
+on a real RocksDB database (rocksdict, as the worker's store) in the bench process: no broker, no Faust.
+Each measured step is an OrderCreated and the OrderAccepted of the same order, so the restaurant's history
+stays the size it was built with.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rocksdict import Options, Rdict
+
 from partner_stream.events import OrderAccepted, OrderCreated
-from tables.model import RestaurantOrders
+from tables.memory import MemoryTable
+from tables.model import encode_record
 from tables.transitions import apply_event
 
-PENDING = 8
+RESOLVED_MEMORY = 500
 
 
 def _created(order_id: str, minute: int) -> OrderCreated:
@@ -25,53 +29,65 @@ def _created(order_id: str, minute: int) -> OrderCreated:
         {
             "OrderId": order_id,
             "RestaurantId": "r1",
-            "CustomerName": "Ana",
+            "CustomerName": "Ana María Fernández",
             "Items": [{"Name": "Pad Thai", "Quantity": 2, "UnitPrice": 9.5, "Notes": "no peanuts"}],
             "TotalPrice": 19.0,
-            "CreatedAt": datetime(2026, 11, 26, tzinfo=UTC) + timedelta(minutes=minute),
+            "CreatedAt": (datetime(2026, 11, 26, tzinfo=UTC) + timedelta(minutes=minute)).isoformat(),
         }
     )
 
 
-def mature_restaurant(resolved: int) -> RestaurantOrders:
-    """``PENDING`` open orders and ``resolved`` remembered resolutions (GUID-sized ids)."""
-    state = RestaurantOrders.empty("r1")
-    memory = max(resolved, 1)
+def _accepted(order_id: str) -> OrderAccepted:
+    return OrderAccepted.model_validate({"OrderId": order_id, "RestaurantId": "r1"})
+
+
+def _step(table: MemoryTable, event: Any) -> tuple[int, int]:
+    """What the agent does per event; returns (records written or deleted, bytes written)."""
+    outcome = apply_event(table, event, resolved_memory=RESOLVED_MEMORY)
+    table.write(outcome)
+    return len(outcome.writes) + len(outcome.deletes), sum(len(encode_record(r)) for _, r in outcome.writes)
+
+
+def restaurant_with_history(table: MemoryTable, pending: int, resolved: int) -> None:
+    """``resolved`` remembered resolutions (GUID-sized ids), then ``pending`` open orders."""
     for i in range(resolved):
-        order_id = f"{i:08d}-0b7e-4f2a-9c3d-5e6f7a8b9c0d"
-        state, _ = apply_event(
-            state, OrderAccepted.model_validate({"OrderId": order_id, "RestaurantId": "r1"}), resolved_memory=memory
-        )
-    for i in range(PENDING):
-        state, _ = apply_event(state, _created(f"open-{i}", i), resolved_memory=memory)
-    return state
+        _step(table, _accepted(f"{i:08d}-0b7e-4f2a-9c3d-5e6f7a8b9c0d"))
+    for i in range(pending):
+        _step(table, _created(f"open-{i:05d}-4f2a-9c3d-5e6f7a8b9c0d", i))
 
 
-def _per_call_us(call: Callable[[], Any], budget_s: float) -> float:
-    calls, started = 0, time.perf_counter()
-    while (elapsed := time.perf_counter() - started) < budget_s or calls < 5:
-        call()
-        calls += 1
-    return elapsed / calls * 1e6
+def _measure(table: MemoryTable, budget_s: float) -> dict[str, float]:
+    events = records = written = 0
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < budget_s or events < 10:
+        order_id = f"new-{events:08d}"
+        for event in (_created(order_id, 10_000 + events), _accepted(order_id)):
+            count, size = _step(table, event)
+            records += count
+            written += size
+            events += 1
+    return {
+        "per_event_us": elapsed / events * 1e6,
+        "records_per_event": records / events,
+        "bytes_per_event": written / events,
+    }
 
 
-def table_cost_run(history: list[int], rep: int, budget_s: float = 0.5) -> dict[str, Any]:
+def table_cost_run(history: list[tuple[int, int]], rep: int, budget_s: float = 0.5) -> dict[str, Any]:
     rows = []
-    for resolved in history:
-        state = mature_restaurant(resolved)
-        raw = state.to_bytes()
-        memory = max(resolved, 1)
-        event = _created("new-order", PENDING + 1)
-        new_state, _ = apply_event(state, event, resolved_memory=memory)
-        rows.append(
-            {
-                "resolved": resolved,
-                "stored_bytes": len(raw),
-                "decode_us": _per_call_us(lambda raw=raw: RestaurantOrders.from_bytes(raw), budget_s),
-                "apply_us": _per_call_us(
-                    lambda s=state, m=memory, e=event: apply_event(s, e, resolved_memory=m), budget_s
-                ),
-                "encode_us": _per_call_us(new_state.to_bytes, budget_s),
-            }
-        )
-    return {"rep": rep, "pending": PENDING, "rows": rows}
+    for pending, resolved in history:
+        with tempfile.TemporaryDirectory(prefix="bench-table-") as path:
+            db = Rdict(path, options=Options(raw_mode=True))
+            try:
+                table = MemoryTable(db)
+                restaurant_with_history(table, pending, resolved)
+                _measure(table, budget_s / 5)  # warm-up: imports, caches, RocksDB's memtable
+                measured = _measure(table, budget_s)
+                snapshot_orders = len(table.state_of("r1").pending)
+            finally:
+                db.close()
+        rows.append({"pending": pending, "resolved": resolved, "snapshot_orders": snapshot_orders, **measured})
+    base = rows[0]["per_event_us"]
+    for row in rows:
+        row["vs_empty"] = row["per_event_us"] / base
+    return {"rep": rep, "rows": rows}

@@ -4,13 +4,18 @@ An upstream record that already sits on its restaurant's table partition (the
 OrderService keyed it by restaurant ID, see :mod:`routing`) is applied by the first
 agent directly; only the others take the hop through the internal topic.
 
-Nothing here may crash a worker: an event that can never be applied goes to the
-dead-letter topic with its original bytes and the reason, is logged once, and
-the stream moves on.
+No event can stop the stream. Each record ends in exactly one of three ways:
+- applied (or forwarded to its restaurant's partition);
+- dead-lettered with the reason, when it breaks the contract (:class:`InvalidEvent`) or when applying it
+  raised anything at all (a bug of ours, bad data that passed validation, a broker error): a *poison* event,
+  counted by ``partner_stream_poison_events_total``; the stream moves on and a restart never meets it again;
+- held, when the local store refuses a write (disk full): the same writes are retried with back-off until
+  they succeed, so the event is neither skipped nor acknowledged meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -18,12 +23,13 @@ from typing import Any
 
 from faust.types import EventT
 
-from tables.model import RestaurantOrders
-from tables.transitions import Change, apply_event
+from tables.storage import StorageWriteFailed
+from tables.transitions import Change, Outcome, apply_event
 
 from . import metrics, routing
 from .app import app as faust_app
 from .app import by_restaurant_topic, dead_letter_topic, order_events_topic, pending_orders, settings
+from .dead_letters import dead_letter
 from .events import (
     AnyOrderEvent,
     EventKind,
@@ -42,40 +48,68 @@ _KIND_BY_TOPIC: dict[str, EventKind] = {
     settings.topic_order_rejected: EventKind.REJECTED,
 }
 
-#: Called with (restaurant_id, change, new_state) after each applied change; the hub subscribes.
-change_listeners: list[Callable[[str, Change, RestaurantOrders], None]] = []
+#: Called with (restaurant_id, change) after each applied change; the hub subscribes.
+change_listeners: list[Callable[[str, Change], None]] = []
+
+#: Back-off between attempts to write an outcome the store refused: from the first to the last, doubling.
+STORE_RETRY_FIRST = 0.5
+STORE_RETRY_LAST = 10.0
 
 
-async def send_to_dead_letters(event: EventT, reason: str) -> None:
-    """Publish the original record unchanged, with where it came from and why it failed in headers."""
+async def send_to_dead_letters(event: EventT, reason: str, exception: BaseException | None = None) -> None:
+    """Publish the original record (truncated past its limit), with where it came from and why it failed."""
     message = event.message
-    headers = [
-        ("x-dead-letter-reason", reason.encode()),
-        ("x-source-topic", message.topic.encode()),
-        ("x-source-partition", str(message.partition).encode()),
-        ("x-source-offset", str(message.offset).encode()),
-        ("x-source-timestamp-ms", str(int((message.timestamp or 0) * 1000)).encode()),
-    ]
-    log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
+    letter = dead_letter(
+        key=message.key,
+        value=message.value,
+        reason=reason,
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp=message.timestamp,
+        exception=exception,
+    )
+    log.warning("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason[:300])
     metrics.DEAD_LETTERS.labels(source_topic=message.topic).inc()
-    await dead_letter_topic.send(key=message.key, value=message.value, headers=headers)
+    await dead_letter_topic.send(key=letter.key, value=letter.value, headers=letter.headers)
+
+
+async def send_poison_to_dead_letters(event: EventT, exc: BaseException) -> None:
+    """An event whose processing raised: log the traceback once, count it, dead-letter it, move on."""
+    message = event.message
+    log.error("poison event %s[%s]@%s", message.topic, message.partition, message.offset, exc_info=exc)
+    metrics.poison_events(exception=type(exc).__qualname__).inc()
+    await send_to_dead_letters(event, f"could not apply: {type(exc).__qualname__}: {exc}", exception=exc)
 
 
 @faust_app.agent(order_events_topic, name="rekey-by-restaurant")
 async def rekey_by_restaurant(stream: Any) -> None:
     """Decode and validate upstream events; apply those already on their restaurant's partition, forward the rest."""
     async for event in stream.events():
-        message = event.message
-        kind = _KIND_BY_TOPIC[message.topic]
-        try:
-            order_event = decode_upstream(kind, message.value, timestamp_to_datetime((message.timestamp or 0) * 1000))
-        except InvalidEvent as exc:
-            await send_to_dead_letters(event, exc.reason)
-            continue
+        await handle_upstream(event)
+
+
+@faust_app.agent(by_restaurant_topic, name="apply-to-pending-orders")
+async def apply_to_pending_orders(stream: Any) -> None:
+    """Apply the re-keyed events: one restaurant's events arrive in order on one partition."""
+    async for event in stream.events():
+        await handle_internal(event)
+
+
+async def handle_upstream(event: EventT) -> None:
+    """One upstream record: applied here, forwarded to its restaurant's partition, or dead-lettered."""
+    message = event.message
+    try:
+        kafka_time = timestamp_to_datetime(message.timestamp * 1000 if message.timestamp else None)
+        order_event = decode_upstream(_KIND_BY_TOPIC[message.topic], message.value, kafka_time)
+    except InvalidEvent as exc:
+        await send_to_dead_letters(event, exc.reason)
+        return
+    try:
         if routing.is_on_restaurant_partition(message.topic, message.partition, order_event.restaurant_id):
             metrics.ROUTED_DIRECT.inc()
-            apply_to_table(event, order_event)
-            continue
+            await apply_to_table(event, order_event)
+            return
         metrics.ROUTED_REKEYED.inc()
         # The record keeps the upstream timestamp, so the push-latency metric measures the whole path.
         await by_restaurant_topic.send(
@@ -83,38 +117,74 @@ async def rekey_by_restaurant(stream: Any) -> None:
             value=encode_internal(order_event),
             timestamp=message.timestamp,
         )
+    except Exception as exc:
+        await send_poison_to_dead_letters(event, exc)
 
 
-@faust_app.agent(by_restaurant_topic, name="apply-to-pending-orders")
-async def apply_to_pending_orders(stream: Any) -> None:
-    """Apply the re-keyed events: one restaurant's events arrive in order on one partition."""
-    async for event in stream.events():
-        try:
-            order_event = decode_internal(event.value)
-        except InvalidEvent as exc:
-            await send_to_dead_letters(event, exc.reason)
-            continue
-        apply_to_table(event, order_event)
-
-
-def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
-    """Apply one event to ``pending-orders`` and hand the change to the hub, in one event-loop step.
-
-    ``event`` must be on the restaurant's table partition: Faust writes the changelog record to
-    the partition of the event being processed. Never awaits, so no other writer interleaves.
-    """
-    restaurant_id = order_event.restaurant_id
-    state = pending_orders.state_of(restaurant_id)
-    new_state, change = apply_event(state, order_event, resolved_memory=settings.resolved_memory)
-    metrics.events_applied(kind=order_event.kind.value, changed=str(change is not None)).inc()
-    if new_state is state:
+async def handle_internal(event: EventT) -> None:
+    """One re-keyed record (or a tablet's acknowledgement): applied or dead-lettered."""
+    try:
+        order_event = decode_internal(event.message.value)
+    except InvalidEvent as exc:
+        await send_to_dead_letters(event, exc.reason)
         return
-    # Assignment (never in-place mutation) is what writes the changelog.
-    pending_orders[restaurant_id] = new_state
-    if change is not None:
+    try:
+        await apply_to_table(event, order_event)
+    except Exception as exc:
+        await send_poison_to_dead_letters(event, exc)
+
+
+async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
+    """Apply one event to ``pending-orders`` and hand the change to the hub.
+
+    ``event`` must be on the restaurant's table partition: Faust writes the changelog record to the
+    partition of the event being processed. Reading, writing and handing over happen in one event-loop
+    step (no await), so no other writer interleaves and a tablet's snapshot holds the change or is
+    followed by it; only a store that refuses the write makes this wait (and retry).
+    """
+    outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
+    metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
+    if outcome.is_noop:
+        return
+    try:
+        pending_orders.write(outcome)
+    except StorageWriteFailed as exc:
+        await write_when_the_store_recovers(outcome, exc)
+    if outcome.change is not None:
         for listener in change_listeners:
-            listener(restaurant_id, change, new_state)
+            listener(order_event.restaurant_id, outcome.change)
         observe_push_latency(event)
+
+
+async def write_when_the_store_recovers(outcome: Outcome, first_failure: StorageWriteFailed) -> None:
+    """Retry the same writes with back-off until the store takes them: the event is held, never skipped.
+
+    Holding the agent holds every partition it consumes: nothing after this event is applied out of turn.
+    """
+    data_dir = settings.app_datadir.resolve()
+    log.error(
+        "STORAGE WRITE FAILED (disk full?): the local store in %s refused a write: %s. Event processing is "
+        "paused and retried until it succeeds; no event is skipped.",
+        data_dir,
+        first_failure,
+    )
+    metrics.STORAGE_WRITE_FAILING.set(1)
+    delay = STORE_RETRY_FIRST
+    attempts = 1
+    try:
+        while True:
+            metrics.STORAGE_WRITE_FAILURES.inc()
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                pending_orders.write(outcome)
+            except StorageWriteFailed:
+                delay = min(delay * 2, STORE_RETRY_LAST)
+                continue
+            log.warning("storage write succeeded after %d attempts: event processing resumed", attempts)
+            return
+    finally:
+        metrics.STORAGE_WRITE_FAILING.set(0)
 
 
 def observe_push_latency(event: EventT) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_APPLIED = Counter(
     "partner_stream_events_applied_total",
@@ -24,6 +24,19 @@ DEAD_LETTERS = Counter(
     "Events sent to the dead-letter topic because they can never be applied.",
     ["source_topic"],
 )
+POISON_EVENTS = Counter(
+    "partner_stream_poison_events_total",
+    "Events whose processing raised (dead-lettered with the exception class; the stream moved on).",
+    ["exception"],
+)
+STORAGE_WRITE_FAILING = Gauge(
+    "partner_stream_storage_write_failing",
+    "1 while the local store (RocksDB in the data dir) refuses writes, e.g. a full disk; processing is paused.",
+)
+STORAGE_WRITE_FAILURES = Counter(
+    "partner_stream_storage_write_failures_total",
+    "Table writes the local store refused (each is retried; no event is skipped).",
+)
 PUSH_LATENCY = Histogram(
     "partner_stream_push_latency_seconds",
     "From the upstream event's Kafka timestamp until the change is handed to this worker's tablets.",
@@ -32,3 +45,4 @@ PUSH_LATENCY = Histogram(
 REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")
 #: EVENTS_APPLIED's children, bound once per label value: ``labels()`` takes a lock and validates.
 events_applied = cache(EVENTS_APPLIED.labels)
+poison_events = cache(POISON_EVENTS.labels)

@@ -1,11 +1,10 @@
-"""The value stored per restaurant in the ``pending-orders`` table.
+"""The records a restaurant's state is stored as, and the view clients are given.
 
-One value per restaurant key, re-serialised on every change, so it must stay
-small: it holds only orders still waiting for the kitchen, plus a bounded memory
-of recently resolved order IDs (``resolved``), trimmed to the configured size
-(``PARTNER_STREAM_RESOLVED_MEMORY``, default 500). Accepted and rejected orders
-leave ``pending`` at once. Field names serialise in camelCase, the shape tablets
-receive (as ASP.NET Core's System.Text.Json would write it).
+Each record is small and does not grow with the restaurant's history (see :mod:`tables.keys` for where
+each lives): a head with the restaurant's ``seq``, one record per order, and a fixed-size ring of the last
+``PARTNER_STREAM_RESOLVED_MEMORY`` (default 500) resolved order IDs. An event therefore costs the same in a
+restaurant with 2,000 open orders as in an empty one, and no record can outgrow a Kafka request.
+Field names serialise in camelCase, the shape tablets receive (as ASP.NET Core's System.Text.Json writes it).
 """
 
 from __future__ import annotations
@@ -22,6 +21,9 @@ from pydantic.alias_generators import to_camel
 class StoredModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
 
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", by_alias=True))
+
 
 class OrderLine(StoredModel):
     name: str
@@ -31,6 +33,8 @@ class OrderLine(StoredModel):
 
 
 class PendingOrder(StoredModel):
+    """An order waiting for the kitchen (key ``<restaurant>␟o␟<order>``)."""
+
     order_id: str
     restaurant_id: str
     customer_name: str
@@ -48,17 +52,65 @@ class Resolution(StrEnum):
     REJECTED = "rejected"
 
 
-class RestaurantOrders(StoredModel):
+class ResolvedOrder(StoredModel):
+    """What replaces an order's record once it is accepted or rejected (or resolved before it arrived).
+
+    Kept while the order is among the restaurant's last ``resolved_memory`` resolutions, so a late or
+    duplicate OrderCreated cannot bring it back.
+    """
+
+    order_id: str
+    resolution: Resolution
+
+
+class RestaurantHead(StoredModel):
+    """The per-restaurant record (key: the restaurant ID)."""
+
     restaurant_id: str
     #: Bumped by every change a tablet can see (order added, resolved or acknowledged).
     seq: int = 0
+    #: Resolutions remembered so far; the next one goes to ring slot ``resolved_count % resolved_memory``.
+    resolved_count: int = 0
+
+    @classmethod
+    def empty(cls, restaurant_id: str) -> RestaurantHead:
+        return cls(restaurant_id=restaurant_id)
+
+
+class RestaurantOrders(StoredModel):
+    """A restaurant's pending orders as clients see them: the snapshot view, read from the records."""
+
+    restaurant_id: str
+    seq: int = 0
     #: Orders waiting for the kitchen, oldest ``created_at`` first (ties by order ID).
     pending: tuple[PendingOrder, ...] = ()
-    #: Recently resolved order IDs, oldest first, so late or duplicate events stay idempotent. Plain
-    #: strings, not models: with the default 500 remembered, per-order objects were ~90 % of the cost of
-    #: encoding and decoding a restaurant's value, which happens on every event.
+
+    def find_pending(self, order_id: str) -> PendingOrder | None:
+        return next((order for order in self.pending if order.order_id == order_id), None)
+
+    @classmethod
+    def empty(cls, restaurant_id: str) -> RestaurantOrders:
+        return cls(restaurant_id=restaurant_id)
+
+
+def display_order(order: PendingOrder) -> tuple[datetime, str]:
+    """Oldest first, as a kitchen works; upstream partitions interleave, so arrival order means nothing."""
+    return (order.created_at, order.order_id)
+
+
+class LegacyRestaurantOrders(StoredModel):
+    """A value of the layout before 2026-12-04: one record per restaurant holding all of its state.
+
+    Read wherever a head is read; the restaurant's next event rewrites it as per-order records
+    (:func:`tables.transitions.migrate_legacy`).
+    """
+
+    restaurant_id: str
+    seq: int = 0
+    pending: tuple[PendingOrder, ...] = ()
+    #: Recently resolved order IDs, oldest first.
     resolved: tuple[str, ...] = ()
-    #: The subset of ``resolved`` that was rejected; the others were accepted.
+    #: The subset of ``resolved`` that was rejected.
     rejected: tuple[str, ...] = ()
 
     @model_validator(mode="before")
@@ -75,32 +127,33 @@ class RestaurantOrders(StoredModel):
                 }
         return data
 
-    def find_pending(self, order_id: str) -> PendingOrder | None:
-        return next((order for order in self.pending if order.order_id == order_id), None)
+    def view(self) -> RestaurantOrders:
+        return RestaurantOrders(
+            restaurant_id=self.restaurant_id, seq=self.seq, pending=tuple(sorted(self.pending, key=display_order))
+        )
 
-    def resolution_of(self, order_id: str) -> Resolution | None:
-        if order_id in self.rejected:
-            return Resolution.REJECTED
-        if order_id in self.resolved:
-            return Resolution.ACCEPTED
-        return None
 
-    def with_resolution(self, order_id: str, resolution: Resolution, memory: int) -> dict[str, tuple[str, ...]]:
-        """The ``resolved``/``rejected`` fields after remembering one more resolution, oldest forgotten first."""
-        resolved = (*self.resolved, order_id)
-        forgotten = set(resolved[:-memory]) if len(resolved) > memory else set()
-        rejected = (*self.rejected, order_id) if resolution is Resolution.REJECTED else self.rejected
-        if forgotten:
-            rejected = tuple(r for r in rejected if r not in forgotten)
-        return {"resolved": resolved[-memory:], "rejected": rejected}
+Head = RestaurantHead | LegacyRestaurantOrders
+OrderRecord = PendingOrder | ResolvedOrder
+Record = RestaurantHead | PendingOrder | ResolvedOrder | str
 
-    def to_bytes(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json", by_alias=True))
 
-    @classmethod
-    def from_bytes(cls, raw: bytes) -> RestaurantOrders:
-        return cls.model_validate(orjson.loads(raw))
+def decode_head(raw: bytes) -> Head:
+    data = orjson.loads(raw)
+    if "pending" in data or "resolved" in data:
+        return LegacyRestaurantOrders.model_validate(data)
+    return RestaurantHead.model_validate(data)
 
-    @classmethod
-    def empty(cls, restaurant_id: str) -> RestaurantOrders:
-        return cls(restaurant_id=restaurant_id)
+
+def decode_order(raw: bytes) -> OrderRecord:
+    data = orjson.loads(raw)
+    if "resolution" in data:
+        return ResolvedOrder.model_validate(data)
+    return PendingOrder.model_validate(data)
+
+
+def encode_record(record: Record) -> bytes:
+    """Bytes of any record; a ring slot is the bare order ID."""
+    if isinstance(record, str):
+        return record.encode()
+    return record.to_bytes()

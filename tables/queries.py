@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .model import PendingOrder, RestaurantOrders
@@ -63,5 +64,5 @@ def change_payload(change: Change) -> dict[str, Any]:
     raise TypeError(f"not a change: {change!r}")
 
 
-def unseen_orders(state: RestaurantOrders) -> list[PendingOrder]:
-    return [order for order in state.pending if order.acknowledged_at is None]
+def unseen_orders(orders: Iterable[PendingOrder]) -> list[PendingOrder]:
+    return [order for order in orders if order.acknowledged_at is None]

@@ -1,114 +1,151 @@
-"""How the pending-orders table is stored: raw restaurant-ID keys, compact camelCase JSON values."""
+"""How the pending-orders table is stored: raw UTF-8 keys (:mod:`tables.keys`), compact camelCase JSON values.
+
+The table's values are the bytes of :mod:`tables.model`'s records; this module encodes and decodes them, so
+Faust moves plain bytes (one encode per write, shared by RocksDB and the changelog).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import faust
-from faust.serializers import codecs
 
-from .model import RestaurantOrders
+from .keys import head_key, is_head_key, is_order_key, order_key, orders_prefix, ring_key
+from .model import (
+    Head,
+    LegacyRestaurantOrders,
+    OrderRecord,
+    PendingOrder,
+    RestaurantHead,
+    RestaurantOrders,
+    decode_head,
+    decode_order,
+    display_order,
+    encode_record,
+)
+from .transitions import Outcome
 
-CODEC_NAME = "restaurant-orders"
-
-
-#: Restaurants whose latest value is kept decoded: the agent reads back what it just wrote, and every
-#: tablet of a restaurant reads the same value on reconnect. One entry per restaurant (its latest
-#: version), so the bound is on restaurants, not on versions. Values are frozen: sharing is safe.
-DECODED_CACHE_SIZE = 2048
-
-#: Every stored value starts with the restaurant ID (the model's first field); the bytes up to the
-#: ``seq`` field name the cache slot without decoding. A wrong guess only costs a cache miss: a hit
-#: needs the whole stored value to be byte-for-byte the cached one.
-_PREFIX = b'{"restaurantId":"'
-_ID_END = b'","seq":'
-
-
-def _slot(raw: bytes) -> bytes | None:
-    if not raw.startswith(_PREFIX):
-        return None
-    end = raw.find(_ID_END, len(_PREFIX))
-    return raw[len(_PREFIX) : end] if end > 0 else None
+#: Largest record written: a changelog record must fit in one Kafka request (1,000,000 bytes by default). The
+#: event contract's limits keep real records far below it; this guards the rest before anything is written.
+MAX_RECORD_BYTES = 512 * 1024
 
 
-class RestaurantOrdersCodec(codecs.Codec):
-    """Faust codec between :class:`RestaurantOrders` and the bytes in RocksDB and the changelog."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._latest: dict[bytes, tuple[bytes, RestaurantOrders]] = {}
-        # Faust encodes each written value twice (store, then changelog): the second is free.
-        self._last_encoded: tuple[RestaurantOrders, bytes] | None = None
-
-    def _dumps(self, obj: Any) -> bytes:
-        if not isinstance(obj, RestaurantOrders):
-            raise TypeError(f"pending-orders values must be RestaurantOrders, not {type(obj).__name__}")
-        last = self._last_encoded
-        if last is not None and last[0] is obj:
-            return last[1]
-        raw = obj.to_bytes()
-        self._last_encoded = (obj, raw)
-        self._remember(raw, obj)
-        return raw
-
-    def _loads(self, s: bytes) -> RestaurantOrders:
-        raw = bytes(s)
-        slot = _slot(raw)
-        cached = self._latest.get(slot) if slot is not None else None
-        if cached is not None and cached[0] == raw:
-            return cached[1]
-        value = RestaurantOrders.from_bytes(raw)
-        self._remember(raw, value)
-        return value
-
-    def _remember(self, raw: bytes, value: RestaurantOrders) -> None:
-        slot = _slot(raw)
-        if slot is None:
-            return
-        latest = self._latest
-        latest.pop(slot, None)  # re-inserted last: eviction below is least recently written/read
-        if len(latest) >= DECODED_CACHE_SIZE:
-            del latest[next(iter(latest))]
-        latest[slot] = (raw, value)
+class StorageWriteFailed(Exception):
+    """The local store refused a write (disk full, I/O error): retry the same outcome, never skip the event."""
 
 
-def register_codec() -> None:
-    """Make the codec available to Faust by name (idempotent)."""
-    codecs.register(CODEC_NAME, RestaurantOrdersCodec())
+class RecordTooLarge(ValueError):
+    """An outcome holds a record no changelog could take; nothing of it was written."""
 
 
 class PendingOrdersTable(faust.Table):
-    """A Faust table keyed by the raw restaurant-ID bytes, valued by :class:`RestaurantOrders`.
+    """A Faust table of each restaurant's records, keyed by raw bytes, valued by raw bytes.
 
-    Faust derives a table's serializers from its key/value types and falls back to JSON.
-    Keys must be the raw bytes the re-key topic uses, so the changelog partition, the
-    stream partition and ``table_route``'s owner lookup agree. Set here, in ``__init__``,
-    because the changelog topic is built from these right after construction.
+    Keys must be the raw bytes the re-key topic uses, so the changelog partition, the stream partition and
+    ``table_route``'s owner lookup agree on the head key (the bare restaurant ID). Set here, in
+    ``__init__``, because the changelog topic is built from these right after construction.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.key_serializer = "raw"
-        self.value_serializer = CODEC_NAME
+        self.value_serializer = "raw"
+
+    # -- the lookups transitions read (tables.transitions.Records) ---------------------------------------
+    # Read from the store itself: ``Table.get`` asks the store whether the key exists before reading it
+    # (tables support defaults), two RocksDB lookups where one does. While an event is processed, the
+    # store reads the event's partition only.
+
+    def head(self, restaurant_id: str) -> Head:
+        raw = self.data.get(head_key(restaurant_id))
+        return decode_head(raw) if raw is not None else RestaurantHead.empty(restaurant_id)
+
+    def order(self, restaurant_id: str, order_id: str) -> OrderRecord | None:
+        raw = self.data.get(order_key(restaurant_id, order_id))
+        return decode_order(raw) if raw is not None else None
+
+    def ring(self, restaurant_id: str, slot: int) -> str | None:
+        raw = self.data.get(ring_key(restaurant_id, slot))
+        return raw.decode() if raw is not None else None
+
+    # -- writes -------------------------------------------------------------------------------------------
+
+    def write(self, outcome: Outcome) -> None:
+        """Write an outcome, in order; call only while processing an event of the restaurant.
+
+        What ``table[key] = value`` does (changelog record first, then the store), with the store's
+        failure told apart: :class:`StorageWriteFailed` means retry the same outcome (every write is
+        idempotent), anything else is a bug or a broker error. Every record is encoded and measured before
+        the first write, so an outcome that cannot be written leaves nothing behind.
+        """
+        encoded = [(key, encode_record(record)) for key, record in outcome.writes]
+        for key, raw in encoded:
+            if len(raw) + len(key) > MAX_RECORD_BYTES:
+                raise RecordTooLarge(f"record {key[:80]!r} would be {len(raw)} bytes (limit {MAX_RECORD_BYTES})")
+        for key in outcome.deletes:
+            self.on_key_del(key)
+            self._into_store(self.data.__delitem__, key)
+        for key, raw in encoded:
+            self.on_key_set(key, raw)
+            self._into_store(self.data.__setitem__, key, raw)
+
+    @staticmethod
+    def _into_store(operation: Any, *args: Any) -> None:
+        try:
+            operation(*args)
+        except KeyError:
+            pass  # deleting a key the store never held
+        except Exception as exc:  # rocksdict raises plain Exception("IO error: No space left on device ...")
+            raise StorageWriteFailed(str(exc)) from exc
+
+    # -- the views clients read ---------------------------------------------------------------------------
 
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
-        """The restaurant's value, or its empty state if it never had an order.
+        """The restaurant's pending orders and ``seq``, oldest first (empty if it never had an order).
 
-        Read from the store itself: ``Table.get`` asks the store whether the key exists before reading
-        it (tables support defaults), two RocksDB lookups where one does. Every applied event and
-        every reconnecting tablet reads this.
+        Runs in one event-loop step, like every write, so it never sees half of an event's records.
         """
-        return self.data.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
+        head = self.head(restaurant_id)
+        if isinstance(head, LegacyRestaurantOrders):
+            return head.view()
+        pending = [record for record in self._orders_of(restaurant_id) if isinstance(record, PendingOrder)]
+        pending.sort(key=display_order)
+        return RestaurantOrders(restaurant_id=restaurant_id, seq=head.seq, pending=tuple(pending))
+
+    def _orders_of(self, restaurant_id: str) -> Iterator[OrderRecord]:
+        prefix = orders_prefix(restaurant_id)
+        for db in self._databases():
+            for key, raw in db.items(from_key=prefix):
+                if not key.startswith(prefix):
+                    break
+                yield decode_order(raw)
+
+    def pending_orders(self, owned: Any) -> Iterator[PendingOrder]:
+        """Every pending order of the restaurants ``owned(restaurant_id)`` accepts, in this worker's store."""
+        for db in self._databases():
+            for key, raw in db.items():
+                if is_order_key(key):
+                    record = decode_order(raw)
+                    if isinstance(record, PendingOrder) and owned(record.restaurant_id):
+                        yield record
+                elif is_head_key(key) and key != self.data.offset_key:
+                    head = decode_head(raw)
+                    if isinstance(head, LegacyRestaurantOrders) and owned(head.restaurant_id):
+                        yield from head.pending
+
+    def _databases(self) -> list[Any]:
+        """The open RocksDB database of each partition this worker holds (Faust's store keeps one per partition)."""
+        return list(getattr(self.data, "_dbs", {}).values())
 
 
 def create_table(app: faust.App, *, partitions: int) -> PendingOrdersTable:
-    register_codec()
     table = PendingOrdersTable(
         app,
         name="pending-orders",
         key_type=str,
         partitions=partitions,
         beacon=app.tables.beacon,
-        help="Pending orders of each restaurant, keyed by restaurant ID.",
+        help="Pending orders of each restaurant: a head per restaurant and a record per order.",
     )
     return app.tables.add(table)  # type: ignore[return-value]

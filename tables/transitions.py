@@ -1,22 +1,24 @@
 """Pure state transitions of one restaurant's pending orders.
 
-``apply_event(state, event)`` returns the new value and the change tablets must
-see (or None). No Faust, no I/O: the agent assigns the result to the table (only
-assignment reaches the changelog) and hands the change to the hub.
+``apply_event(records, event)`` reads the few records the event touches through ``records`` (a read-only
+lookup) and returns an :class:`Outcome`: the records to write, the keys to delete and the change tablets
+must see (or None). No Faust, no I/O: the agent writes the outcome to the table (which reaches the
+changelog) and hands the change to the hub. What an event reads and writes does not depend on how many
+orders the restaurant holds.
 
-Idempotence rules (events arrive at least once and the upstream topics are not
-ordered with each other):
+Idempotence rules (events arrive at least once and the upstream topics are not ordered with each other):
 - a duplicate OrderCreated changes nothing;
-- an OrderAccepted/Rejected for an order we have not seen is remembered, so the
-  OrderCreated that arrives later never shows as pending;
-- a late duplicate OrderCreated cannot resurrect a resolved order, as long as
-  the order is among the last ``resolved_memory`` resolutions of the restaurant.
+- an OrderAccepted/Rejected for an order we have not seen is remembered, so the OrderCreated that arrives
+  later never shows as pending;
+- a late duplicate OrderCreated cannot resurrect a resolved order, as long as the order is among the last
+  ``resolved_memory`` resolutions of the restaurant (a ring of that many slots: the oldest is forgotten).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from partner_stream.events import (
     AnyOrderEvent,
@@ -26,7 +28,18 @@ from partner_stream.events import (
     OrderRejected,
 )
 
-from .model import OrderLine, PendingOrder, Resolution, RestaurantOrders
+from .keys import head_key, order_key, ring_key
+from .model import (
+    Head,
+    LegacyRestaurantOrders,
+    OrderLine,
+    OrderRecord,
+    PendingOrder,
+    Record,
+    Resolution,
+    ResolvedOrder,
+    RestaurantHead,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,26 +67,52 @@ class OrderSeen:
 Change = OrderAdded | OrderResolved | OrderSeen
 
 
-def apply_event(
-    state: RestaurantOrders, event: AnyOrderEvent, *, resolved_memory: int
-) -> tuple[RestaurantOrders, Change | None]:
-    """Apply one event to a restaurant's value; unchanged input means nothing to store or push."""
+class Records(Protocol):
+    """Read access to one restaurant's records, as they are before the event."""
+
+    def head(self, restaurant_id: str) -> Head: ...
+
+    def order(self, restaurant_id: str, order_id: str) -> OrderRecord | None: ...
+
+    def ring(self, restaurant_id: str, slot: int) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What applying one event does: writes (in order, the head last), deletes, and the visible change."""
+
+    writes: tuple[tuple[str, Record], ...] = ()
+    deletes: tuple[str, ...] = ()
+    change: Change | None = None
+
+    @property
+    def is_noop(self) -> bool:
+        return not self.writes and not self.deletes
+
+
+def apply_event(records: Records, event: AnyOrderEvent, *, resolved_memory: int) -> Outcome:
+    """Apply one event to a restaurant's records; an empty outcome means nothing to store or push."""
+    head = records.head(event.restaurant_id)
+    if isinstance(head, LegacyRestaurantOrders):
+        migration, head = migrate_legacy(head, resolved_memory)
+        outcome = apply_event(_Overlay(records, dict(migration)), event, resolved_memory=resolved_memory)
+        return Outcome(writes=(*migration, *outcome.writes), deletes=outcome.deletes, change=outcome.change)
     match event:
         case OrderCreated():
-            return _create(state, event)
+            return _create(records, head, event)
         case OrderAccepted():
-            return _resolve(state, event, Resolution.ACCEPTED, resolved_memory)
+            return _resolve(records, head, event, Resolution.ACCEPTED, resolved_memory)
         case OrderRejected():
-            return _resolve(state, event, Resolution.REJECTED, resolved_memory)
+            return _resolve(records, head, event, Resolution.REJECTED, resolved_memory)
         case OrderAcknowledged():
-            return _acknowledge(state, event)
+            return _acknowledge(records, head, event)
     raise TypeError(f"not an order event: {event!r}")
 
 
-def _create(state: RestaurantOrders, event: OrderCreated) -> tuple[RestaurantOrders, Change | None]:
-    if state.find_pending(event.order_id) or state.resolution_of(event.order_id):
-        return state, None
-    seq = state.seq + 1
+def _create(records: Records, head: RestaurantHead, event: OrderCreated) -> Outcome:
+    if records.order(event.restaurant_id, event.order_id) is not None:
+        return Outcome()  # pending already, or resolved before (a late duplicate)
+    seq = head.seq + 1
     assert event.created_at is not None, "decoder fills created_at from the Kafka timestamp"
     order = PendingOrder(
         order_id=event.order_id,
@@ -86,51 +125,101 @@ def _create(state: RestaurantOrders, event: OrderCreated) -> tuple[RestaurantOrd
         created_at=event.created_at,
         seq=seq,
     )
-    pending = tuple(sorted((*state.pending, order), key=_display_order))
-    new_state = state.model_copy(update={"seq": seq, "pending": pending})
-    return new_state, OrderAdded(order=order, seq=seq)
-
-
-def _display_order(order: PendingOrder) -> tuple[datetime, str]:
-    """Oldest first, as a kitchen works; upstream partitions interleave, so arrival order means nothing."""
-    return (order.created_at, order.order_id)
+    return Outcome(
+        writes=(
+            (order_key(event.restaurant_id, event.order_id), order),
+            (head_key(event.restaurant_id), head.model_copy(update={"seq": seq})),
+        ),
+        change=OrderAdded(order=order, seq=seq),
+    )
 
 
 def _resolve(
-    state: RestaurantOrders,
+    records: Records,
+    head: RestaurantHead,
     event: OrderAccepted | OrderRejected,
     resolution: Resolution,
     resolved_memory: int,
-) -> tuple[RestaurantOrders, Change | None]:
-    if state.resolution_of(event.order_id):
-        return state, None
-    remembered = state.with_resolution(event.order_id, resolution, resolved_memory)
-    order = state.find_pending(event.order_id)
-    if order is None:
-        # Resolved before we saw it: remember, so its OrderCreated never shows. Tablets see nothing.
-        return state.model_copy(update=remembered), None
-    seq = state.seq + 1
-    new_state = state.model_copy(
-        update={
-            "seq": seq,
-            "pending": tuple(o for o in state.pending if o.order_id != event.order_id),
-            **remembered,
-        }
+) -> Outcome:
+    restaurant_id, order_id = event.restaurant_id, event.order_id
+    current = records.order(restaurant_id, order_id)
+    if isinstance(current, ResolvedOrder):
+        return Outcome()
+    slot = head.resolved_count % resolved_memory
+    forgotten = records.ring(restaurant_id, slot)
+    deletes: tuple[str, ...] = ()
+    if forgotten is not None and isinstance(records.order(restaurant_id, forgotten), ResolvedOrder):
+        deletes = (order_key(restaurant_id, forgotten),)
+    seq = head.seq + 1 if current is not None else head.seq  # resolved before we saw it: tablets see nothing
+    writes = (
+        (order_key(restaurant_id, order_id), ResolvedOrder(order_id=order_id, resolution=resolution)),
+        (ring_key(restaurant_id, slot), order_id),
+        (head_key(restaurant_id), head.model_copy(update={"seq": seq, "resolved_count": head.resolved_count + 1})),
     )
+    if current is None:
+        return Outcome(writes=writes, deletes=deletes)
     if isinstance(event, OrderAccepted):
         change = OrderResolved(
-            order, resolution, seq, at=event.accepted_at, estimated_ready_at=event.estimated_ready_at
+            current, resolution, seq, at=event.accepted_at, estimated_ready_at=event.estimated_ready_at
         )
     else:
-        change = OrderResolved(order, resolution, seq, reason=event.reason)
-    return new_state, change
+        change = OrderResolved(current, resolution, seq, reason=event.reason)
+    return Outcome(writes=writes, deletes=deletes, change=change)
 
 
-def _acknowledge(state: RestaurantOrders, event: OrderAcknowledged) -> tuple[RestaurantOrders, Change | None]:
-    order = state.find_pending(event.order_id)
-    if order is None or order.acknowledged_at is not None:
-        return state, None
-    seq = state.seq + 1
+def _acknowledge(records: Records, head: RestaurantHead, event: OrderAcknowledged) -> Outcome:
+    order = records.order(event.restaurant_id, event.order_id)
+    if not isinstance(order, PendingOrder) or order.acknowledged_at is not None:
+        return Outcome()
+    seq = head.seq + 1
     seen = order.model_copy(update={"acknowledged_at": event.acknowledged_at})
-    pending = tuple(seen if o.order_id == order.order_id else o for o in state.pending)
-    return state.model_copy(update={"seq": seq, "pending": pending}), OrderSeen(order=seen, seq=seq)
+    return Outcome(
+        writes=(
+            (order_key(event.restaurant_id, event.order_id), seen),
+            (head_key(event.restaurant_id), head.model_copy(update={"seq": seq})),
+        ),
+        change=OrderSeen(order=seen, seq=seq),
+    )
+
+
+def migrate_legacy(
+    legacy: LegacyRestaurantOrders, resolved_memory: int
+) -> tuple[tuple[tuple[str, Record], ...], RestaurantHead]:
+    """The records that replace a one-value-per-restaurant value, and the new head (written last).
+
+    Keeps ``seq`` (tablets hold it), every pending order and the newest ``resolved_memory`` resolutions.
+    """
+    restaurant_id = legacy.restaurant_id
+    writes: list[tuple[str, Record]] = [(order_key(restaurant_id, o.order_id), o) for o in legacy.pending]
+    remembered = legacy.resolved[-resolved_memory:]
+    rejected = set(legacy.rejected)
+    for slot, order_id in enumerate(remembered):
+        resolution = Resolution.REJECTED if order_id in rejected else Resolution.ACCEPTED
+        writes.append((order_key(restaurant_id, order_id), ResolvedOrder(order_id=order_id, resolution=resolution)))
+        writes.append((ring_key(restaurant_id, slot), order_id))
+    head = RestaurantHead(restaurant_id=restaurant_id, seq=legacy.seq, resolved_count=len(remembered))
+    writes.append((head_key(restaurant_id), head))
+    return tuple(writes), head
+
+
+class _Overlay:
+    """``records`` with pending writes on top: what the store will hold once they are applied."""
+
+    def __init__(self, records: Records, writes: dict[str, Record]) -> None:
+        self._records = records
+        self._writes = writes
+
+    def head(self, restaurant_id: str) -> Head:
+        written = self._writes.get(head_key(restaurant_id))
+        return written if isinstance(written, RestaurantHead) else self._records.head(restaurant_id)
+
+    def order(self, restaurant_id: str, order_id: str) -> OrderRecord | None:
+        written = self._writes.get(order_key(restaurant_id, order_id))
+        if isinstance(written, PendingOrder | ResolvedOrder):
+            return written
+        return self._records.order(restaurant_id, order_id)
+
+    def ring(self, restaurant_id: str, slot: int) -> str | None:
+        written = self._writes.get(ring_key(restaurant_id, slot))
+        return written if isinstance(written, str) else self._records.ring(restaurant_id, slot)
+

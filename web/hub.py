@@ -125,7 +125,7 @@ class Hub(mode.Service):
 
     # -- stream side ----------------------------------------------------------------
 
-    def publish(self, restaurant_id: str, change: Change, state: RestaurantOrders) -> None:
+    def publish(self, restaurant_id: str, change: Change) -> None:
         """Hand a change to the restaurant's local tablets; never awaits (called from the agent)."""
         connections = self._by_restaurant.get(restaurant_id)
         if not connections:

@@ -176,17 +176,15 @@ def parse_duration(text: str) -> float:
 def local_unseen(older_than: float) -> list[dict[str, Any]]:
     cutoff = time.time() - older_than
     found = []
-    for restaurant_id, state in pending_orders.items():
-        if not owns_partition(restaurant_id):
-            continue  # a standby copy: its owner reports it
-        for order in unseen_orders(state):
-            if order.created_at.timestamp() <= cutoff:
-                found.append(
-                    {
-                        **order.model_dump(mode="json", by_alias=True),
-                        "ageSeconds": round(time.time() - order.created_at.timestamp(), 1),
-                    }
-                )
+    # Standby copies are skipped: their owners report them.
+    for order in unseen_orders(pending_orders.pending_orders(owned=owns_partition)):
+        if order.created_at.timestamp() <= cutoff:
+            found.append(
+                {
+                    **order.model_dump(mode="json", by_alias=True),
+                    "ageSeconds": round(time.time() - order.created_at.timestamp(), 1),
+                }
+            )
     return found
 
 

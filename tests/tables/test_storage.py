@@ -1,70 +1,92 @@
-"""The table codec: exact round trips, and decoded values shared instead of re-parsed."""
+"""How a restaurant's records are stored: exact byte round trips, keys that cannot collide, safe writes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from tables import storage
-from tables.model import RestaurantOrders
-from tables.transitions import apply_event
+from tables import keys
+from tables.memory import MemoryTable
+from tables.model import (
+    LegacyRestaurantOrders,
+    Resolution,
+    ResolvedOrder,
+    RestaurantHead,
+    decode_head,
+    decode_order,
+    encode_record,
+)
+from tables.storage import MAX_RECORD_BYTES, PendingOrdersTable, RecordTooLarge, StorageWriteFailed
+from tables.transitions import Outcome, apply_event
 
-from .test_transitions import MEMORY, created
-
-
-def with_order(order: str) -> RestaurantOrders:
-    state, _ = apply_event(RestaurantOrders.empty("42"), created(order), resolved_memory=MEMORY)
-    return state
-
-
-def test_round_trip_gives_back_an_equal_value() -> None:
-    codec = storage.RestaurantOrdersCodec()
-    state = with_order("a")
-    assert codec.loads(codec.dumps(state)) == state
-
-
-def test_reading_back_what_was_written_reuses_the_value() -> None:
-    codec = storage.RestaurantOrdersCodec()
-    state = with_order("a")
-    raw = codec.dumps(state)
-    assert codec.loads(raw) is state
-    assert codec.loads(bytearray(raw)) is state  # RocksDB may hand back other bytes-likes
+from .test_transitions import MEMORY, created, run
 
 
-def test_only_the_latest_version_of_a_restaurant_is_kept() -> None:
-    codec = storage.RestaurantOrdersCodec()
-    first = with_order("a")
-    raw_first = codec.dumps(first)
-    second, _ = apply_event(first, created("b"), resolved_memory=MEMORY)
-    codec.dumps(second)
-    assert len(codec._latest) == 1
-    decoded = codec.loads(raw_first)  # an older version: decoded again, still equal
-    assert decoded == first and decoded is not first
+def test_records_round_trip_through_their_bytes() -> None:
+    table = run([created("a")])
+    order = table.state_of("42").pending[0]
+    assert decode_order(encode_record(order)) == order
+    resolved = ResolvedOrder(order_id="b", resolution=Resolution.REJECTED)
+    assert decode_order(encode_record(resolved)) == resolved
+    head = RestaurantHead(restaurant_id='r"1","seq":9', seq=4, resolved_count=2)
+    assert decode_head(encode_record(head)) == head
 
 
-def test_the_cache_is_bounded_by_restaurants(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(storage, "DECODED_CACHE_SIZE", 2)
-    codec = storage.RestaurantOrdersCodec()
-    values = [
-        apply_event(RestaurantOrders.empty(r), created("a", restaurant=r), resolved_memory=MEMORY)[0] for r in "xyz"
-    ]
-    raws = [codec.dumps(v) for v in values]
-    assert len(codec._latest) == 2
-    assert codec.loads(raws[0]) is not values[0]  # the oldest restaurant was evicted
-    assert codec.loads(raws[2]) is values[2]
+def test_a_one_value_layout_head_decodes_as_legacy() -> None:
+    raw = b'{"restaurantId":"42","seq":1,"pending":[],"resolved":["a"],"rejected":[]}'
+    assert isinstance(decode_head(raw), LegacyRestaurantOrders)
 
 
-def test_ids_that_need_escaping_round_trip() -> None:
-    codec = storage.RestaurantOrdersCodec()
-    state = RestaurantOrders.empty('r"1","seq":9')
-    assert codec.loads(codec.dumps(state)) == state
+def test_one_restaurants_order_prefix_never_covers_another_restaurants_keys() -> None:
+    table = run([created("a", restaurant="4"), created("b", restaurant="42"), created("c", restaurant="4o")])
+    prefix = keys.orders_prefix("4")
+    assert [k for k in table.data if k.startswith(prefix)] == [keys.order_key("4", "a").encode()]
+    assert keys.is_head_key(b"42") and not keys.is_head_key(keys.ring_key("42", 3).encode())
+    assert keys.is_order_key(keys.order_key("42", "x").encode())
+    # An ID that would forge another restaurant's key never gets past the event contract.
+    with pytest.raises(ValueError, match="control characters"):
+        created("c", restaurant=f"4{keys.SEPARATOR}o")
 
 
-def test_writing_a_value_encodes_it_once() -> None:
-    codec = storage.RestaurantOrdersCodec()
-    state = with_order("a")
-    assert codec.dumps(state) is codec.dumps(state)
+class FailingStore(dict):
+    """A store that refuses writes as RocksDB does on a full disk."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise Exception("IO error: No space left on device: While appending to file: 000012.log")
 
 
-def test_other_values_are_refused() -> None:
-    with pytest.raises(TypeError):
-        storage.RestaurantOrdersCodec().dumps({"restaurantId": "42"})
+def bare_table(store: dict) -> tuple[PendingOrdersTable, list[str]]:
+    """The table class without a Faust app: its store and changelog sends replaced by plain recorders."""
+    table = object.__new__(PendingOrdersTable)
+    sent: list[str] = []
+    table._data = store  # type: ignore[attr-defined]
+    table.on_key_set = lambda key, value: sent.append(key)  # type: ignore[method-assign]
+    table.on_key_del = lambda key: sent.append(f"del {key}")  # type: ignore[method-assign]
+    return table, sent
+
+
+def test_a_store_that_refuses_a_write_raises_storage_write_failed() -> None:
+    table, _ = bare_table(FailingStore())
+    outcome = apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY)
+    with pytest.raises(StorageWriteFailed, match="No space left"):
+        table.write(outcome)
+
+
+def test_an_outcome_with_an_oversized_record_writes_nothing() -> None:
+    table, sent = bare_table({})
+    huge = RestaurantHead(restaurant_id="x" * MAX_RECORD_BYTES)
+    resolved = ResolvedOrder(order_id="a", resolution=Resolution.ACCEPTED)
+    outcome = Outcome(writes=((keys.order_key("42", "a"), resolved), ("42", huge)))
+    with pytest.raises(RecordTooLarge):
+        table.write(outcome)
+    assert sent == [] and table._data == {}  # type: ignore[attr-defined]
+
+
+def test_writes_send_the_changelog_record_and_store_the_same_bytes() -> None:
+    store: dict = {}
+    table, sent = bare_table(store)
+    outcome = apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY)
+    table.write(outcome)
+    assert sent == [keys.order_key("42", "a"), "42"]
+    assert decode_head(store["42"]).seq == 1

@@ -1,4 +1,4 @@
-"""The pure transitions of a restaurant's pending orders, without Faust or Kafka."""
+"""The pure transitions of a restaurant's pending orders over its records, without Faust or Kafka."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partner_stream.events import AnyOrderEvent, OrderAccepted, OrderAcknowledged, OrderCreated, OrderRejected
-from tables.model import Resolution, RestaurantOrders
+from tables.memory import MemoryTable
+from tables.model import Resolution, ResolvedOrder, RestaurantHead, encode_record
 from tables.queries import change_name, change_payload, snapshot_payload
-from tables.transitions import OrderAdded, OrderResolved, OrderSeen, apply_event
+from tables.transitions import OrderAdded, OrderResolved, OrderSeen, Outcome, apply_event
 
 T0 = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
 MEMORY = 50
@@ -37,20 +38,32 @@ def rejected(order: str) -> OrderRejected:
     return OrderRejected.model_validate({"OrderId": order, "RestaurantId": "42", "Reason": "closed"})
 
 
-def run(events: list[AnyOrderEvent], memory: int = MEMORY) -> RestaurantOrders:
-    state = RestaurantOrders.empty("42")
+def step(table: MemoryTable, event: AnyOrderEvent, memory: int = MEMORY) -> Outcome:
+    """What the agent does: apply, then write the outcome."""
+    outcome = apply_event(table, event, resolved_memory=memory)
+    table.write(outcome)
+    return outcome
+
+
+def run(events: list[AnyOrderEvent], memory: int = MEMORY, table: MemoryTable | None = None) -> MemoryTable:
+    table = table if table is not None else MemoryTable()
     for event in events:
-        state, _ = apply_event(state, event, resolved_memory=memory)
-    return state
+        step(table, event, memory)
+    return table
 
 
-def pending_ids(state: RestaurantOrders) -> list[str]:
-    return [o.order_id for o in state.pending]
+def pending_ids(table: MemoryTable, restaurant: str = "42") -> list[str]:
+    return [o.order_id for o in table.state_of(restaurant).pending]
+
+
+def seq(table: MemoryTable, restaurant: str = "42") -> int:
+    return table.state_of(restaurant).seq
 
 
 def test_created_order_becomes_pending_and_bumps_seq() -> None:
-    state, change = apply_event(RestaurantOrders.empty("42"), created("a"), resolved_memory=MEMORY)
-    assert pending_ids(state) == ["a"] and state.seq == 1
+    table = MemoryTable()
+    change = step(table, created("a")).change
+    assert pending_ids(table) == ["a"] and seq(table) == 1
     assert isinstance(change, OrderAdded) and change.seq == 1
     assert change_name(change) == "NewOrder"
     payload = change_payload(change)
@@ -59,81 +72,133 @@ def test_created_order_becomes_pending_and_bumps_seq() -> None:
 
 
 def test_duplicate_created_changes_nothing() -> None:
-    state = run([created("a")])
-    again, change = apply_event(state, created("a"), resolved_memory=MEMORY)
-    assert again is state and change is None
+    table = run([created("a")])
+    outcome = apply_event(table, created("a"), resolved_memory=MEMORY)
+    assert outcome.is_noop and outcome.change is None
 
 
 def test_accept_removes_order_and_reports_resolution() -> None:
-    state = run([created("a"), created("b", 1)])
-    state, change = apply_event(state, accepted("a"), resolved_memory=MEMORY)
-    assert pending_ids(state) == ["b"] and state.seq == 3
+    table = run([created("a"), created("b", 1)])
+    change = step(table, accepted("a")).change
+    assert pending_ids(table) == ["b"] and seq(table) == 3
     assert isinstance(change, OrderResolved) and change_name(change) == "OrderAccepted"
 
 
 def test_reject_carries_reason() -> None:
-    state, change = apply_event(run([created("a")]), rejected("a"), resolved_memory=MEMORY)
-    assert state.pending == ()
+    table = run([created("a")])
+    change = step(table, rejected("a")).change
+    assert pending_ids(table) == []
     assert change is not None and change_name(change) == "OrderRejected"
     assert change_payload(change)["reason"] == "closed"
 
 
 def test_resolution_before_creation_means_never_pending() -> None:
-    state = run([accepted("a"), created("a")])
-    assert state.pending == () and state.seq == 0
+    table = run([accepted("a"), created("a")])
+    assert pending_ids(table) == [] and seq(table) == 0
 
 
 def test_late_duplicate_cannot_resurrect_resolved_order() -> None:
-    state = run([created("a"), rejected("a"), created("a"), accepted("a")])
-    assert state.pending == () and state.seq == 2
+    table = run([created("a"), rejected("a"), created("a"), accepted("a")])
+    assert pending_ids(table) == [] and seq(table) == 2
 
 
-def test_resolved_memory_is_bounded() -> None:
-    state = run([accepted(f"o{i}") for i in range(10)], memory=4)
-    assert list(state.resolved) == ["o6", "o7", "o8", "o9"]
+def test_resolved_memory_is_a_bounded_ring() -> None:
+    table = run([accepted(f"o{i}") for i in range(10)], memory=4)
+    remembered = {i for i in range(10) if isinstance(table.order("42", f"o{i}"), ResolvedOrder)}
+    assert remembered == {6, 7, 8, 9}
+    assert len(table.data) == 1 + 4 + 4  # the head, four resolutions, four ring slots
+    # A forgotten order is outside the idempotence window: its late OrderCreated shows again, as documented.
+    assert step(table, created("o0"), memory=4).change is not None
 
 
-def test_forgotten_rejections_leave_the_rejected_list_too() -> None:
-    state = run([rejected("r0"), accepted("a1"), rejected("r2"), accepted("a3")], memory=2)
-    assert list(state.resolved) == ["r2", "a3"] and list(state.rejected) == ["r2"]
-    assert state.resolution_of("r2") == Resolution.REJECTED
-    assert state.resolution_of("a3") == Resolution.ACCEPTED
-    assert state.resolution_of("r0") is None
-
-
-def test_values_stored_in_the_older_resolution_format_still_load() -> None:
-    older = (
-        b'{"restaurantId":"42","seq":3,"pending":[],"resolved":['
-        b'{"orderId":"a","resolution":"accepted"},{"orderId":"b","resolution":"rejected"}]}'
-    )
-    state = RestaurantOrders.from_bytes(older)
-    assert list(state.resolved) == ["a", "b"] and list(state.rejected) == ["b"]
-    assert RestaurantOrders.from_bytes(state.to_bytes()) == state
+def test_forgotten_rejections_are_forgotten_and_kept_ones_keep_their_outcome() -> None:
+    table = run([rejected("r0"), accepted("a1"), rejected("r2"), accepted("a3")], memory=2)
+    assert table.order("42", "r0") is None and table.order("42", "a1") is None
+    assert table.order("42", "r2") == ResolvedOrder(order_id="r2", resolution=Resolution.REJECTED)
+    assert table.order("42", "a3") == ResolvedOrder(order_id="a3", resolution=Resolution.ACCEPTED)
 
 
 def test_pending_orders_are_oldest_first_whatever_the_arrival_order() -> None:
-    state = run([created("late", 5), created("early", 1), created("mid", 3)])
-    assert pending_ids(state) == ["early", "mid", "late"]
+    table = run([created("late", 5), created("early", 1), created("mid", 3)])
+    assert pending_ids(table) == ["early", "mid", "late"]
 
 
 def test_acknowledge_marks_order_seen_once() -> None:
     ack = OrderAcknowledged(order_id="a", restaurant_id="42", acknowledged_at=T0)
-    state, change = apply_event(run([created("a")]), ack, resolved_memory=MEMORY)
-    assert isinstance(change, OrderSeen) and state.seq == 2
-    assert state.pending[0].acknowledged_at == T0
-    again, change = apply_event(state, ack, resolved_memory=MEMORY)
-    assert again is state and change is None
+    table = run([created("a")])
+    change = step(table, ack).change
+    assert isinstance(change, OrderSeen) and seq(table) == 2
+    assert table.state_of("42").pending[0].acknowledged_at == T0
+    assert apply_event(table, ack, resolved_memory=MEMORY).is_noop
 
 
 def test_snapshot_payload_is_camel_case() -> None:
-    snapshot = snapshot_payload(run([created("a")]))
+    snapshot = snapshot_payload(run([created("a")]).state_of("42"))
     assert snapshot["restaurantId"] == "42" and snapshot["seq"] == 1
     assert set(snapshot["orders"][0]) >= {"orderId", "customerName", "items", "totalPrice", "createdAt", "seq"}
 
 
-def test_value_round_trips_through_bytes() -> None:
-    state = run([created("a"), created("b", 1), accepted("b"), accepted("zzz")])
-    assert RestaurantOrders.from_bytes(state.to_bytes()) == state
+def test_an_event_writes_the_same_few_small_records_however_many_orders_the_restaurant_holds() -> None:
+    """Per-order records: the cost of an event does not grow with the restaurant's history."""
+    busy = run([created(f"open-{i}", i % 600) for i in range(2000)] + [accepted(f"gone-{i}") for i in range(500)])
+    quiet = MemoryTable()
+    for table in (busy, quiet):
+        for event in (created("new", 7), accepted("new"), rejected("early")):
+            outcome = step(table, event)
+            assert len(outcome.writes) + len(outcome.deletes) <= 4
+            assert max(len(encode_record(record)) for _, record in outcome.writes) < 1024
+    assert len(busy.state_of("42").pending) == 2000
+
+
+# -- values written by the one-value-per-restaurant layout (before 2026-12-04) ---------------------------
+
+LEGACY = (
+    b'{"restaurantId":"42","seq":7,"pending":['
+    b'{"orderId":"p2","restaurantId":"42","customerName":"Bo","items":[{"name":"Soup","quantity":1,'
+    b'"unitPrice":4.0,"notes":null}],"totalPrice":4.0,"createdAt":"2026-11-25T19:05:00Z","seq":6,'
+    b'"acknowledgedAt":null},'
+    b'{"orderId":"p1","restaurantId":"42","customerName":"Ana","items":[{"name":"Pad Thai","quantity":2,'
+    b'"unitPrice":9.5,"notes":null}],"totalPrice":19.0,"createdAt":"2026-11-25T19:00:00Z","seq":5,'
+    b'"acknowledgedAt":"2026-11-25T19:01:00Z"}],'
+    b'"resolved":["a","b"],"rejected":["b"]}'
+)
+OLDER_LEGACY = (
+    b'{"restaurantId":"42","seq":3,"pending":[],"resolved":['
+    b'{"orderId":"a","resolution":"accepted"},{"orderId":"b","resolution":"rejected"}]}'
+)
+
+
+def legacy_table(raw: bytes = LEGACY) -> MemoryTable:
+    table = MemoryTable()
+    table.data[b"42"] = raw
+    return table
+
+
+def test_a_legacy_value_reads_as_its_pending_orders_before_any_event() -> None:
+    state = legacy_table().state_of("42")
+    assert state.seq == 7 and [o.order_id for o in state.pending] == ["p1", "p2"]
+    assert legacy_table(OLDER_LEGACY).state_of("42").seq == 3
+
+
+def test_the_next_event_rewrites_a_legacy_value_as_records_keeping_everything() -> None:
+    table = legacy_table()
+    change = step(table, created("p3", 9)).change
+    assert isinstance(change, OrderAdded) and change.seq == 8
+    state = table.state_of("42")
+    assert [o.order_id for o in state.pending] == ["p1", "p2", "p3"] and state.seq == 8
+    assert state.pending[0].acknowledged_at is not None
+    assert table.order("42", "b") == ResolvedOrder(order_id="b", resolution=Resolution.REJECTED)
+    # The remembered resolutions still absorb late duplicates, and the head is a head now.
+    assert apply_event(table, created("a"), resolved_memory=MEMORY).is_noop
+    assert isinstance(table.head("42"), RestaurantHead)
+
+
+def test_a_duplicate_still_migrates_the_legacy_value() -> None:
+    table = legacy_table(OLDER_LEGACY)
+    outcome = step(table, accepted("a"))
+    assert outcome.change is None and outcome.writes
+    assert isinstance(table.head("42"), RestaurantHead) and seq(table) == 3
+    assert table.order("42", "b") == ResolvedOrder(order_id="b", resolution=Resolution.REJECTED)
 
 
 # Property: whatever the interleaving of upstream events, with duplicates, the pending set
@@ -164,4 +229,5 @@ def test_any_interleaving_with_duplicates_gives_the_clean_final_state(fates: lis
     actual = run(list(shuffled))
 
     assert pending_ids(actual) == pending_ids(expected)
-    assert set(actual.resolved) == set(expected.resolved)
+    resolved = {key: raw for key, raw in expected.data.items() if b"resolution" in raw}
+    assert {key: raw for key, raw in actual.data.items() if b"resolution" in raw} == resolved

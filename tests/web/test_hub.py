@@ -20,6 +20,7 @@ import pytest
 
 import web.connection
 from partner_stream.events import OrderAccepted, OrderCreated
+from tables.memory import MemoryTable
 from tables.model import RestaurantOrders
 from tables.transitions import Change, apply_event
 from web.connection import Connection, ConnectionStatus
@@ -88,22 +89,22 @@ class Kitchen:
     """The pending-orders table the hub reads, plus the agent's job: apply an event, then publish."""
 
     def __init__(self) -> None:
-        self.states: dict[str, RestaurantOrders] = {}
+        self.table = MemoryTable()
 
     def read_snapshot(self, restaurant_id: str) -> RestaurantOrders:
-        return self.states.get(restaurant_id) or RestaurantOrders.empty(restaurant_id)
+        return self.table.state_of(restaurant_id)
 
-    def apply(self, event: OrderCreated | OrderAccepted) -> tuple[Change, RestaurantOrders]:
-        state, change = apply_event(self.read_snapshot(event.restaurant_id), event, resolved_memory=50)
-        assert change is not None
-        self.states[event.restaurant_id] = state
-        return change, state
+    def apply(self, event: OrderCreated | OrderAccepted) -> tuple[str, Change]:
+        outcome = apply_event(self.table, event, resolved_memory=50)
+        assert outcome.change is not None
+        self.table.write(outcome)
+        return event.restaurant_id, outcome.change
 
     def new_order(self, hub: Hub | None, restaurant_id: str, order_id: str) -> int:
         """Create an order as the agent would (table first, then publish in the same step); returns its seq."""
-        change, state = self.apply(created(restaurant_id, order_id))
+        _, change = self.apply(created(restaurant_id, order_id))
         if hub is not None:
-            hub.publish(restaurant_id, change, state)
+            hub.publish(restaurant_id, change)
         return change.seq
 
 
@@ -382,7 +383,7 @@ async def test_publish_is_synchronous_and_never_waits_for_a_stuck_tablet(env: En
 
     started = time.monotonic()
     for n in range(200):
-        assert env.hub.publish("r1", *env.kitchen.apply(created("r1", f"o{n:03d}"))) is None
+        assert env.hub.publish(*env.kitchen.apply(created("r1", f"o{n:03d}"))) is None
     assert time.monotonic() - started < 1.0
 
     await settle(healthy)
