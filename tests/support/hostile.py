@@ -127,5 +127,12 @@ MUTATIONS: list[Mutation] = [
 ]
 
 
-def hostile_created(rng: random.Random, restaurant: str, order: str) -> bytes:
-    return rng.choice(MUTATIONS)(rng, valid_created(restaurant, order))
+def hostile_created(rng: random.Random, restaurant: str, order: str, *, huge: bool = True) -> bytes:
+    """One hostile OrderCreated; ``huge=False`` keeps every value under 100 KB (for runs through a broker)."""
+    mutations = MUTATIONS if huge else [m for m in MUTATIONS if m is not huge_value]
+    body = valid_created(restaurant, order)
+    mutation = rng.choice(mutations)
+    if mutation is many_items and not huge:
+        body["Items"] = [{"Name": "x", "Quantity": 1, "UnitPrice": 1}] * 501
+        return _dump(body)
+    return mutation(rng, body)

@@ -1,0 +1,134 @@
+"""The agents' promise, without a broker: every record is applied, dead-lettered or held, never dropped.
+
+The real-worker versions of these (one per poison class) are in tests/integration/test_poison.py; here a
+failing transition and a store that refuses writes are injected, which a real worker cannot be made to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pytest
+from prometheus_client import REGISTRY
+
+from partner_stream import agents
+from partner_stream.events import OrderCreated, encode_internal
+from tables.memory import MemoryTable
+from tables.storage import StorageWriteFailed
+from tables.transitions import Change, Outcome
+from tests.support.hostile import valid_created
+
+
+@dataclass
+class Message:
+    value: bytes | None
+    key: bytes | None = b"42"
+    topic: str = "partner-stream-orders-by-restaurant"
+    partition: int = 3
+    offset: int = 17
+    timestamp: float | None = 1_764_000_000.0
+
+
+@dataclass
+class Event:
+    message: Message
+
+
+@dataclass
+class DeadLetters:
+    sent: list[dict[str, Any]] = field(default_factory=list)
+
+    async def send(self, **record: Any) -> None:
+        self.sent.append(record)
+
+
+@pytest.fixture
+def dead_letters(monkeypatch: pytest.MonkeyPatch) -> DeadLetters:
+    sink = DeadLetters()
+    monkeypatch.setattr(agents, "dead_letter_topic", sink)
+    return sink
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Change]]:
+    changes: list[tuple[str, Change]] = []
+    monkeypatch.setattr(agents, "change_listeners", [lambda r, c: changes.append((r, c))])
+    return changes
+
+
+def internal_created(order: str = "o1") -> Event:
+    event = OrderCreated.model_validate({**valid_created("42", order), "CreatedAt": "2026-12-04T18:00:00Z"})
+    return Event(Message(value=encode_internal(event)))
+
+
+def poison_count(exception: str) -> float:
+    return REGISTRY.get_sample_value("partner_stream_poison_events_total", {"exception": exception}) or 0.0
+
+
+async def test_an_event_whose_transition_raises_is_dead_lettered_and_the_next_one_applied(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: DeadLetters, published: list[tuple[str, Change]]
+) -> None:
+    table = MemoryTable()
+    monkeypatch.setattr(agents, "pending_orders", table)
+    real_apply = agents.apply_event
+
+    def apply_or_explode(records: Any, event: Any, **kw: Any) -> Outcome:
+        if event.order_id == "poison":
+            raise ZeroDivisionError("a bug in a transition")
+        return real_apply(records, event, **kw)
+
+    monkeypatch.setattr(agents, "apply_event", apply_or_explode)
+    before = poison_count("ZeroDivisionError")
+
+    await agents.handle_internal(internal_created("poison"))
+    await agents.handle_internal(internal_created("good"))
+
+    (letter,) = dead_letters.sent
+    headers = dict(letter["headers"])
+    assert headers["x-exception-class"] == b"ZeroDivisionError"
+    assert headers["x-dead-letter-reason"] == b"could not apply: ZeroDivisionError: a bug in a transition"
+    assert letter["value"] == internal_created("poison").message.value
+    assert poison_count("ZeroDivisionError") == before + 1
+    assert [o.order_id for o in table.state_of("42").pending] == ["good"]
+    assert [c.order.order_id for _, c in published] == ["good"]
+
+
+async def test_an_undecodable_internal_record_is_dead_lettered_with_its_reason(dead_letters: DeadLetters) -> None:
+    await agents.handle_internal(Event(Message(value=orjson.dumps({"kind": "OrderCreated", "event": {}}))))
+    (letter,) = dead_letters.sent
+    assert dict(letter["headers"])["x-dead-letter-reason"].startswith(b"invalid internal event")
+
+
+class RefusingTable(MemoryTable):
+    """A store that refuses the first ``failures`` writes, as RocksDB does while the disk is full."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    def write(self, outcome: Outcome) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise StorageWriteFailed("IO error: No space left on device")
+        super().write(outcome)
+
+
+async def test_a_store_that_refuses_writes_holds_the_event_until_it_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+    dead_letters: DeadLetters,
+    published: list[tuple[str, Change]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    table = RefusingTable(failures=3)
+    monkeypatch.setattr(agents, "pending_orders", table)
+    monkeypatch.setattr(agents, "STORE_RETRY_FIRST", 0.01)
+
+    await agents.handle_internal(internal_created("o1"))
+
+    assert dead_letters.sent == []  # held and retried, not dead-lettered
+    assert [o.order_id for o in table.state_of("42").pending] == ["o1"]
+    assert [c.order.order_id for _, c in published] == ["o1"]  # pushed once, after it was stored
+    assert "STORAGE WRITE FAILED" in caplog.text
+    assert REGISTRY.get_sample_value("partner_stream_storage_write_failing") == 0
