@@ -177,7 +177,7 @@ async def write_when_the_store_recovers(outcome: Outcome, first_failure: Storage
             await asyncio.sleep(delay)
             attempts += 1
             try:
-                pending_orders.write(outcome)
+                pending_orders.reopen_and_write(outcome)
             except StorageWriteFailed:
                 delay = min(delay * 2, STORE_RETRY_LAST)
                 continue

@@ -8,6 +8,7 @@ its restaurant's partition skips the internal topic (:mod:`routing`).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -16,6 +17,7 @@ from tables.storage import create_table
 from web import site
 
 from . import event_loop, transport
+from .disk import FreeSpaceWatch
 from .settings import ENV_PREFIX, Settings, get_settings
 
 
@@ -42,11 +44,15 @@ class PartnerStreamApp(faust.App):
     #: Callbacks that add raw aiohttp routes (WebSockets) to Faust's web server before it starts.
     _route_installers: list
     _routes_installed: bool = False
+    #: Free space of the data dir (a gauge, and a warning before RocksDB's writes fail).
+    free_space: FreeSpaceWatch | None = None
 
     def worker_init(self) -> None:
         """Faust calls this when a command (``faust worker``) prepares the app, before it creates the loop."""
         event_loop.install()
         super().worker_init()
+        if self.free_space is not None:
+            self.free_space.report_at_start()
 
     def add_route_installer(self, installer: Any) -> None:
         self._route_installers.append(installer)
@@ -93,6 +99,7 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     app = PartnerStreamApp(settings.app_id, **options)
     app._route_installers = []
     app.fetch_max_wait_ms = fetch_wait
+    app.free_space = FreeSpaceWatch(lambda: Path(app.conf.datadir), settings.disk_low_free_mb)
     return app
 
 

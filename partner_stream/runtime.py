@@ -1,4 +1,4 @@
-"""Process-level tuning, applied once the worker is ready.
+"""Process-level tuning once the worker is ready, and the data dir's free space watched while it runs.
 
 With thousands of sockets a worker holds hundreds of thousands of long-lived objects (aiohttp
 requests, parsers, tasks, connections), and CPython's full collections rescan all of them: 400-700 ms
@@ -33,3 +33,10 @@ async def tune_after_startup() -> None:
     """Faust runs app tasks once, after recovery: the startup objects exist by then."""
     tune_garbage_collector()
     log.info("event loop: %s", event_loop.loop_name())
+
+
+@app.timer(interval=30.0)
+async def watch_free_space() -> None:
+    """Warn before the data dir's disk fills up (a full disk pauses event processing)."""
+    if app.free_space is not None:
+        app.free_space.check()

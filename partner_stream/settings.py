@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         ge=0,
         description="Consumer fetch long-poll wait. Unset: Faust's 1500 ms (right for Kafka). Embedded profile: 5 ms.",
     )
+    disk_low_free_mb: int = Field(
+        512, ge=0, description="Warn (once per episode) when the data dir's filesystem has less free space (MiB)."
+    )
     resolved_memory: int = Field(
         500, ge=1, description="Resolved order ids remembered per restaurant, so late duplicates stay resolved."
     )

@@ -49,6 +49,9 @@ class MemoryTable:
         for key, record in outcome.writes:
             self.data[key.encode()] = encode_record(record)
 
+    def reopen_and_write(self, outcome: Outcome) -> None:
+        self.write(outcome)
+
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         head = self.head(restaurant_id)
         if isinstance(head, LegacyRestaurantOrders):

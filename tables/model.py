@@ -25,6 +25,10 @@ class StoredModel(BaseModel):
         return orjson.dumps(self.model_dump(mode="json", by_alias=True))
 
 
+class StorageUnavailable(Exception):
+    """The local store cannot be read consistently right now (it refused a write and is being reopened)."""
+
+
 class OrderLine(StoredModel):
     name: str
     quantity: int

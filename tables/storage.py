@@ -6,10 +6,12 @@ Faust moves plain bytes (one encode per write, shared by RocksDB and the changel
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 import faust
+from faust.streams import current_event
 
 from .keys import head_key, is_head_key, is_order_key, order_key, orders_prefix, ring_key
 from .model import (
@@ -19,6 +21,7 @@ from .model import (
     PendingOrder,
     RestaurantHead,
     RestaurantOrders,
+    StorageUnavailable,
     decode_head,
     decode_order,
     display_order,
@@ -39,6 +42,23 @@ class RecordTooLarge(ValueError):
     """An outcome holds a record no changelog could take; nothing of it was written."""
 
 
+class _ClosedPartition:
+    """Stands in for a partition's RocksDB handle that could not be reopened (the disk is still full).
+
+    RocksDB stays in its error state after a failed write, even once space returns, until the database is
+    closed and opened again; and opening fails while the disk is full. Between a failed reopen and the next
+    attempt this placeholder refuses everything, so nothing else (Faust's persisted-offset update after a
+    changelog send, a read) can reopen the database behind the retry and record an offset for data that
+    was never written.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self._reason = reason
+
+    def __getattr__(self, name: str) -> Any:
+        raise StorageWriteFailed(f"partition store closed after a failed write: {self._reason}")
+
+
 class PendingOrdersTable(faust.Table):
     """A Faust table of each restaurant's records, keyed by raw bytes, valued by raw bytes.
 
@@ -51,6 +71,8 @@ class PendingOrdersTable(faust.Table):
         super().__init__(*args, **kwargs)
         self.key_serializer = "raw"
         self.value_serializer = "raw"
+        #: Why the store refuses writes (set by a failed write, cleared once a retry succeeds), else None.
+        self.storage_failure: str | None = None
 
     # -- the lookups transitions read (tables.transitions.Records) ---------------------------------------
     # Read from the store itself: ``Table.get`` asks the store whether the key exists before reading it
@@ -90,13 +112,41 @@ class PendingOrdersTable(faust.Table):
             self.on_key_set(key, raw)
             self._into_store(self.data.__setitem__, key, raw)
 
-    @staticmethod
-    def _into_store(operation: Any, *args: Any) -> None:
+    def reopen_and_write(self, outcome: Outcome) -> None:
+        """Retry a refused outcome: reopen the event's partition database, then write, in one step.
+
+        On success the store is healthy again (``storage_failure`` cleared); on failure the partition stays
+        closed until the next attempt.
+        """
+        event = current_event()
+        assert event is not None, "writes happen while an event of the restaurant is processed"
+        self._reopen(event.message.partition)
+        self.write(outcome)
+        self.storage_failure = None
+
+    def _reopen(self, partition: int) -> None:
+        store: Any = self.data
+        broken = store._dbs.pop(partition, None)  # Faust's RocksDB store keeps one handle per partition
+        if broken is not None and not isinstance(broken, _ClosedPartition):
+            with contextlib.suppress(Exception):  # "Writer has previous error", and the database is released
+                broken.close()
+        try:
+            store._db_for_partition(partition)
+        except Exception as exc:
+            store._dbs[partition] = _ClosedPartition(str(exc))
+            self.storage_failure = str(exc)
+            raise StorageWriteFailed(str(exc)) from exc
+
+    def _into_store(self, operation: Any, *args: Any) -> None:
         try:
             operation(*args)
         except KeyError:
             pass  # deleting a key the store never held
+        except StorageWriteFailed as exc:
+            self.storage_failure = str(exc)
+            raise
         except Exception as exc:  # rocksdict raises plain Exception("IO error: No space left on device ...")
+            self.storage_failure = str(exc)
             raise StorageWriteFailed(str(exc)) from exc
 
     # -- the views clients read ---------------------------------------------------------------------------
@@ -104,8 +154,12 @@ class PendingOrdersTable(faust.Table):
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         """The restaurant's pending orders and ``seq``, oldest first (empty if it never had an order).
 
-        Runs in one event-loop step, like every write, so it never sees half of an event's records.
+        Runs in one event-loop step, like every write, so it never sees half of an event's records. Raises
+        :class:`StorageUnavailable` while the store refuses writes: a partition database may be closed then,
+        and a snapshot without it would show a restaurant with no orders.
         """
+        if self.storage_failure is not None:
+            raise StorageUnavailable(self.storage_failure)
         head = self.head(restaurant_id)
         if isinstance(head, LegacyRestaurantOrders):
             return head.view()

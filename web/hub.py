@@ -22,13 +22,13 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import mode
 
-from tables.model import RestaurantOrders
+from tables.model import RestaurantOrders, StorageUnavailable
 from tables.queries import change_name, change_payload, snapshot_payload
 from tables.transitions import Change
 
 from . import metrics
 from .connection import Connection
-from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, Disconnect
+from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, UNAVAILABLE, Disconnect
 from .protocols.messages import (
     Acknowledge,
     ClientClosed,
@@ -153,6 +153,14 @@ class Hub(mode.Service):
 
     async def handle(self, connection: Connection, message: Inbound) -> None:
         """React to one decoded client message."""
+        try:
+            await self._react(connection, message)
+        except StorageUnavailable:
+            # No snapshot can be trusted until the store takes writes again: the tablet reconnects (503s
+            # meanwhile) and gets a whole snapshot then; pushes of held events follow that.
+            connection.disconnect(UNAVAILABLE)
+
+    async def _react(self, connection: Connection, message: Inbound) -> None:
         match message:
             case ClientPing():
                 pass

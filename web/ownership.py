@@ -39,23 +39,31 @@ def owns_partition(restaurant_id: str) -> bool:
         return False
 
 
-def recovery_state() -> dict[str, bool]:
-    """Whether this worker's actives are recovered and it is not mid-rebalance."""
+def recovery_state() -> dict[str, bool | str | None]:
+    """Whether this worker's actives are recovered, it is not mid-rebalance, and its store takes writes."""
     return {
         "rebalancing": bool(app.rebalancing),
         "recovering": bool(app.in_recovery),
         "activesReady": bool(app.tables.actives_ready),
         "firstRecoveryCompleted": app.tables.recovery.completed.is_set(),
+        "storageFailure": pending_orders.storage_failure,
     }
 
 
 def worker_ready() -> bool:
     state = recovery_state()
-    return state["firstRecoveryCompleted"] and state["activesReady"] and not state["rebalancing"]
+    return (
+        bool(state["firstRecoveryCompleted"])
+        and bool(state["activesReady"])
+        and not state["rebalancing"]
+        and state["storageFailure"] is None
+    )
 
 
 def locate(restaurant_id: str) -> Owner:
     """Where the restaurant's tablets must connect right now; never a stale or recovering owner."""
+    if pending_orders.storage_failure is not None:
+        return Owner(Placement.UNAVAILABLE, reason="this worker's local storage refuses writes (disk full?)")
     if not worker_ready():
         return Owner(Placement.UNAVAILABLE, reason="this worker is rebalancing or recovering its partitions")
     if owns_partition(restaurant_id):

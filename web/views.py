@@ -43,9 +43,14 @@ def operator_refusal(view: View, request: Request) -> Response | None:
 
 
 def not_ready(view: View) -> Response:
-    return error(
-        view, HTTPStatus.SERVICE_UNAVAILABLE, "this worker is recovering its partitions", **{"Retry-After": "1"}
-    )
+    return error(view, HTTPStatus.SERVICE_UNAVAILABLE, not_ready_reason(), **{"Retry-After": "1"})
+
+
+def not_ready_reason() -> str:
+    failure = pending_orders.storage_failure
+    if failure is not None:
+        return f"this worker's local storage refuses writes (disk full?): {failure}"
+    return "this worker is recovering its partitions"
 
 
 # -- per restaurant, answered by the owner ---------------------------------------------------
@@ -286,7 +291,10 @@ class Readiness(View):
 
     async def get(self, request: Request) -> Response:
         ready = worker_ready()
-        return self.json({"ready": ready, **recovery_state()}, status=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, **recovery_state()}
+        if not ready:
+            body["reason"] = not_ready_reason()
+        return self.json(body, status=200 if ready else 503)
 
 
 @app.page("/metrics")

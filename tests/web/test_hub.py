@@ -21,7 +21,7 @@ import pytest
 import web.connection
 from partner_stream.events import OrderAccepted, OrderCreated
 from tables.memory import MemoryTable
-from tables.model import RestaurantOrders
+from tables.model import RestaurantOrders, StorageUnavailable
 from tables.transitions import Change, apply_event
 from web.connection import Connection, ConnectionStatus
 from web.hub import Hub
@@ -32,6 +32,7 @@ from web.protocols.disconnects import (
     RESYNC,
     SHUTDOWN,
     SIGNALR_WS_CLOSE_CODE,
+    UNAVAILABLE,
 )
 from web.protocols.messages import (
     Acknowledge,
@@ -715,3 +716,19 @@ async def test_running_hub_pings_periodically_and_stopping_closes_every_tablet(e
         await asyncio.wait_for(quick_hub.stop(), timeout=5.0)
     assert tablet.status is ConnectionStatus.CLOSED
     assert wire(tablet)[-1]["type"] == "close" and wire(tablet)[-1]["code"] == SHUTDOWN.code
+
+
+async def test_a_snapshot_request_while_the_store_refuses_writes_sends_the_tablet_away_to_retry(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No snapshot can be trusted while a partition database is closed: reconnect later, get a whole one."""
+    tablet = env.connect("r1")
+    await settle(tablet)
+
+    def store_down(restaurant_id: str) -> RestaurantOrders:
+        raise StorageUnavailable("IO error: No space left on device")
+
+    monkeypatch.setattr(env.hub, "_read_snapshot", store_down)
+    await env.hub.handle(tablet, SnapshotRequested())
+    await asyncio.wait_for(tablet.wait_closed(), timeout=1.0)
+    assert tablet.close_reason == UNAVAILABLE and wire(tablet)[-1]["code"] == UNAVAILABLE.code

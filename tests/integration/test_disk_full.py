@@ -1,0 +1,145 @@
+"""A full disk under a running worker: it pauses, says so, carries on when space returns, and loses nothing.
+
+The worker's data dir is a real 16 MiB tmpfs, filled by a file while orders flow and freed later, so RocksDB
+fails exactly as it does in production (``IO error: No space left on device``). Mounting needs root or
+CAP_SYS_ADMIN; where the test may not mount it is skipped (the injected-refusal tests in tests/test_agents.py
+still run everywhere).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from partner_stream.broker import EmbeddedBroker
+from tests.conftest import new_worker
+from tests.integration.test_stream_core import created, order_ids, pending, wait_for_orders
+from tests.support.polling import eventually
+from tests.support.workers import Worker
+
+RESTAURANTS = 20
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.strip() or 'not permitted'})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the filesystem refuses (ENOSPC); return it."""
+    filler = disk / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb", buffering=0) as out:
+        while True:
+            try:
+                out.write(chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                return filler
+
+
+async def readiness(worker: Worker) -> tuple[int, dict]:
+    return await worker.get_json("/readyz", token="")
+
+
+@pytest.fixture
+async def worker_on_small_disk(
+    broker: EmbeddedBroker, small_disk: Path, artifacts_dir: Path
+) -> AsyncIterator[Worker]:
+    worker = new_worker(broker, small_disk, artifacts_dir, "diskfull")
+    await worker.start()
+    yield worker
+    await worker.stop()
+
+
+@pytest.mark.parametrize("while_full", ["wait", "sigkill"])
+async def test_a_full_disk_pauses_processing_and_loses_no_order(
+    worker_on_small_disk: Worker, producer: AIOKafkaProducer, small_disk: Path, while_full: str
+) -> None:
+    """``wait``: space returns under the running worker. ``sigkill``: the worker dies while the disk is full
+    (an operator restarting a stuck pod) and starts again once space is back."""
+    worker = worker_on_small_disk
+    restaurants = [f"disk-{worker.app_id}-{n}" for n in range(RESTAURANTS)]
+    published: dict[str, list[str]] = {r: [] for r in restaurants}
+    stop = asyncio.Event()
+
+    async def orders_at_ten_per_second() -> None:
+        n = 0
+        while not stop.is_set():
+            restaurant = restaurants[n % RESTAURANTS]
+            order = f"o{n}"
+            value = orjson.dumps(created(restaurant, order))
+            await producer.send_and_wait(worker.topics.created, value, key=restaurant.encode())
+            published[restaurant].append(order)
+            n += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+
+    flow = asyncio.ensure_future(orders_at_ten_per_second())
+    try:
+        await eventually(lambda: pending(worker, restaurants[0]), lambda s: bool(s["orders"]), what="first orders")
+        filler = fill(small_disk)
+
+        _, body = await eventually(
+            lambda: readiness(worker), lambda answer: answer[0] == 503, timeout=60, what="/readyz 503"
+        )
+        assert "disk full" in body["reason"] and body["storageFailure"]
+        assert await gauge(worker, "partner_stream_storage_write_failing") == 1.0
+        assert "STORAGE WRITE FAILED" in worker.log_path.read_text()
+        # Keep the disk full while 30 more orders arrive (they wait in Kafka), then free it.
+        published_when_full = sum(map(len, published.values()))
+
+        async def published_since() -> int:
+            return sum(map(len, published.values())) - published_when_full
+
+        await eventually(published_since, lambda count: count >= 30, what="orders published onto a full disk")
+        if while_full == "sigkill":
+            await worker.kill()
+        os.remove(filler)
+        if while_full == "sigkill":
+            await worker.start()
+
+        await eventually(lambda: readiness(worker), lambda answer: answer[0] == 200, timeout=60, what="/readyz 200")
+    finally:
+        stop.set()
+        await flow
+
+    for restaurant in restaurants:
+        await wait_for_orders(worker, restaurant, published[restaurant], timeout=60)
+    await worker.stop()
+    await worker.start()
+    for restaurant in restaurants:
+        assert sorted(order_ids(await pending(worker, restaurant))) == sorted(published[restaurant]), restaurant
+    log = worker.log_path.read_text()
+    assert "STORAGE WRITE FAILED" in log
+    assert while_full == "sigkill" or "storage write succeeded after" in log
+
+
+async def gauge(worker: Worker, name: str) -> float | None:
+    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/metrics") as response:
+        text = await response.text()
+    for family in text_string_to_metric_families(text):
+        if family.name == name:
+            return family.samples[0].value
+    return None
