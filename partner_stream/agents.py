@@ -146,17 +146,19 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
     if outcome.is_noop:
         return
+    # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
+    generation = event.message.generation_id or 0
     try:
-        pending_orders.write(outcome)
+        pending_orders.write(outcome, generation)
     except StorageWriteFailed as exc:
-        await write_when_the_store_recovers(outcome, exc)
+        await write_when_the_store_recovers(outcome, generation, exc)
     if outcome.change is not None:
         for listener in change_listeners:
             listener(order_event.restaurant_id, outcome.change)
         observe_push_latency(event)
 
 
-async def write_when_the_store_recovers(outcome: Outcome, first_failure: StorageWriteFailed) -> None:
+async def write_when_the_store_recovers(outcome: Outcome, generation: int, first_failure: StorageWriteFailed) -> None:
     """Retry the same writes with back-off until the store takes them: the event is held, never skipped.
 
     Holding the agent holds every partition it consumes: nothing after this event is applied out of turn.
@@ -177,7 +179,7 @@ async def write_when_the_store_recovers(outcome: Outcome, first_failure: Storage
             await asyncio.sleep(delay)
             attempts += 1
             try:
-                pending_orders.reopen_and_write(outcome)
+                pending_orders.reopen_and_write(outcome, generation)
             except StorageWriteFailed:
                 delay = min(delay * 2, STORE_RETRY_LAST)
                 continue

@@ -13,6 +13,7 @@ from typing import Any
 
 import faust
 
+from tables import store
 from tables.storage import create_table
 from web import site
 
@@ -69,11 +70,13 @@ class PartnerStreamApp(faust.App):
 def create_app(settings: Settings) -> PartnerStreamApp:
     transport.register()
     site.register()
+    store.register()
     brokers = [url for url in settings.broker_url.split(";") if url.strip()]
     options: dict[str, Any] = {
         "broker": brokers,
         "env_prefix": ENV_PREFIX,
-        "store": "rocksdb://",
+        # RocksDB, with a changelog replay that keeps each key's newest record (tables/store.py).
+        "store": f"{store.SCHEME}://",
         "datadir": str(settings.app_datadir),
         "topic_partitions": settings.topic_partitions,
         "table_standby_replicas": settings.table_standby_replicas,

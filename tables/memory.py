@@ -20,9 +20,11 @@ from .model import (
     RestaurantOrders,
     decode_head,
     decode_order,
+    decode_ring_slot,
     display_order,
     encode_record,
 )
+from .stamps import next_stamp, stamped
 from .transitions import Outcome
 
 
@@ -40,17 +42,19 @@ class MemoryTable:
 
     def ring(self, restaurant_id: str, slot: int) -> str | None:
         raw = self.data.get(ring_key(restaurant_id, slot).encode())
-        return raw.decode() if raw is not None else None
+        return decode_ring_slot(raw) if raw is not None else None
 
-    def write(self, outcome: Outcome) -> None:
+    def write(self, outcome: Outcome, generation: int = 0) -> None:
         for key in outcome.deletes:
             with contextlib.suppress(KeyError):
                 del self.data[key.encode()]
+        head_before = self.data.get(outcome.head_key.encode()) if outcome.head_key is not None else None
+        stamp = next_stamp(generation, head_before, outcome.seq_after)
         for key, record in outcome.writes:
-            self.data[key.encode()] = encode_record(record)
+            self.data[key.encode()] = stamped(encode_record(record), stamp)
 
-    def reopen_and_write(self, outcome: Outcome) -> None:
-        self.write(outcome)
+    def reopen_and_write(self, outcome: Outcome, generation: int = 0) -> None:
+        self.write(outcome, generation)
 
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         head = self.head(restaurant_id)

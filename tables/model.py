@@ -17,6 +17,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
+from .stamps import payload_of
+
 
 class StoredModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True, extra="ignore")
@@ -143,21 +145,25 @@ Record = RestaurantHead | PendingOrder | ResolvedOrder | str
 
 
 def decode_head(raw: bytes) -> Head:
-    data = orjson.loads(raw)
+    data = orjson.loads(payload_of(raw))
     if "pending" in data or "resolved" in data:
         return LegacyRestaurantOrders.model_validate(data)
     return RestaurantHead.model_validate(data)
 
 
 def decode_order(raw: bytes) -> OrderRecord:
-    data = orjson.loads(raw)
+    data = orjson.loads(payload_of(raw))
     if "resolution" in data:
         return ResolvedOrder.model_validate(data)
     return PendingOrder.model_validate(data)
 
 
+def decode_ring_slot(raw: bytes) -> str:
+    return payload_of(raw).decode()
+
+
 def encode_record(record: Record) -> bytes:
-    """Bytes of any record; a ring slot is the bare order ID."""
+    """Bytes of any record, unstamped; a ring slot is the bare order ID."""
     if isinstance(record, str):
         return record.encode()
     return record.to_bytes()

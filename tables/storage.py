@@ -24,9 +24,11 @@ from .model import (
     StorageUnavailable,
     decode_head,
     decode_order,
+    decode_ring_slot,
     display_order,
     encode_record,
 )
+from .stamps import next_stamp, stamped
 from .transitions import Outcome
 
 #: Largest record written: a changelog record must fit in one Kafka request (1,000,000 bytes by default). The
@@ -89,19 +91,21 @@ class PendingOrdersTable(faust.Table):
 
     def ring(self, restaurant_id: str, slot: int) -> str | None:
         raw = self.data.get(ring_key(restaurant_id, slot))
-        return raw.decode() if raw is not None else None
+        return decode_ring_slot(raw) if raw is not None else None
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def write(self, outcome: Outcome) -> None:
-        """Write an outcome, in order; call only while processing an event of the restaurant.
+    def write(self, outcome: Outcome, generation: int = 0) -> None:
+        """Write an outcome, in order, stamped (``generation``, seq after); call only while processing an event.
 
         What ``table[key] = value`` does (changelog record first, then the store), with the store's
         failure told apart: :class:`StorageWriteFailed` means retry the same outcome (every write is
         idempotent), anything else is a bug or a broker error. Every record is encoded and measured before
         the first write, so an outcome that cannot be written leaves nothing behind.
         """
-        encoded = [(key, encode_record(record)) for key, record in outcome.writes]
+        head_before = self.data.get(outcome.head_key) if outcome.head_key is not None else None
+        stamp = next_stamp(generation, head_before, outcome.seq_after)
+        encoded = [(key, stamped(encode_record(record), stamp)) for key, record in outcome.writes]
         for key, raw in encoded:
             if len(raw) + len(key) > MAX_RECORD_BYTES:
                 raise RecordTooLarge(f"record {key[:80]!r} would be {len(raw)} bytes (limit {MAX_RECORD_BYTES})")
@@ -112,7 +116,7 @@ class PendingOrdersTable(faust.Table):
             self.on_key_set(key, raw)
             self._into_store(self.data.__setitem__, key, raw)
 
-    def reopen_and_write(self, outcome: Outcome) -> None:
+    def reopen_and_write(self, outcome: Outcome, generation: int = 0) -> None:
         """Retry a refused outcome: reopen the event's partition database, then write, in one step.
 
         On success the store is healthy again (``storage_failure`` cleared); on failure the partition stays
@@ -121,7 +125,7 @@ class PendingOrdersTable(faust.Table):
         event = current_event()
         assert event is not None, "writes happen while an event of the restaurant is processed"
         self._reopen(event.message.partition)
-        self.write(outcome)
+        self.write(outcome, generation)
         self.storage_failure = None
 
     def _reopen(self, partition: int) -> None:

@@ -89,6 +89,16 @@ class Outcome:
     def is_noop(self) -> bool:
         return not self.writes and not self.deletes
 
+    @property
+    def seq_after(self) -> int:
+        """The restaurant's ``seq`` once the outcome is written (its head is the last record written)."""
+        heads = [record for _, record in self.writes if isinstance(record, RestaurantHead)]
+        return heads[-1].seq if heads else 0
+
+    @property
+    def head_key(self) -> str | None:
+        return next((key for key, record in reversed(self.writes) if isinstance(record, RestaurantHead)), None)
+
 
 def apply_event(records: Records, event: AnyOrderEvent, *, resolved_memory: int) -> Outcome:
     """Apply one event to a restaurant's records; an empty outcome means nothing to store or push."""

@@ -29,6 +29,7 @@ class Message:
     partition: int = 3
     offset: int = 17
     timestamp: float | None = 1_764_000_000.0
+    generation_id: int = 7
 
 
 @dataclass
@@ -108,11 +109,11 @@ class RefusingTable(MemoryTable):
         super().__init__()
         self.failures = failures
 
-    def write(self, outcome: Outcome) -> None:
+    def write(self, outcome: Outcome, generation: int = 0) -> None:
         if self.failures:
             self.failures -= 1
             raise StorageWriteFailed("IO error: No space left on device")
-        super().write(outcome)
+        super().write(outcome, generation)
 
 
 async def test_a_store_that_refuses_writes_holds_the_event_until_it_is_written(
