@@ -18,7 +18,9 @@ from tables.storage import create_table
 from web import site
 
 from . import event_loop, transport
+from .client_logs import limit_library_logs
 from .disk import FreeSpaceWatch
+from .fencing import Fence
 from .settings import ENV_PREFIX, Settings, get_settings
 
 
@@ -47,10 +49,13 @@ class PartnerStreamApp(faust.App):
     _routes_installed: bool = False
     #: Free space of the data dir (a gauge, and a warning before RocksDB's writes fail).
     free_space: FreeSpaceWatch | None = None
+    #: Whether this worker has fenced itself off (no heartbeat to the group): partner_stream/fencing.py.
+    fence: Fence
 
     def worker_init(self) -> None:
         """Faust calls this when a command (``faust worker``) prepares the app, before it creates the loop."""
         event_loop.install()
+        limit_library_logs()
         super().worker_init()
         if self.free_space is not None:
             self.free_space.report_at_start()
@@ -82,7 +87,7 @@ def create_app(settings: Settings) -> PartnerStreamApp:
         "table_standby_replicas": settings.table_standby_replicas,
         "web_bind": settings.web_bind,
         "web_port": settings.web_port,
-        "processing_guarantee": "at_least_once",
+        "processing_guarantee": settings.processing_guarantee,
         # A new deployment reads what the OrderService already wrote: no order is skipped.
         "consumer_auto_offset_reset": "earliest",
         "autodiscover": False,
@@ -103,6 +108,8 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     app._route_installers = []
     app.fetch_max_wait_ms = fetch_wait
     app.free_space = FreeSpaceWatch(lambda: Path(app.conf.datadir), settings.disk_low_free_mb)
+    # The limit is set from Faust's session timeout once the worker runs (runtime.watch_heartbeats).
+    app.fence = Fence(silence_limit=float("inf"))
     return app
 
 

@@ -60,11 +60,13 @@ class EmbeddedBroker:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     log_path: Path | None = None
+    #: The port clients are told to use (metadata), when something sits in front of the broker (a test proxy).
+    advertised_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port or self.port}"
 
     @property
     def url(self) -> str:
@@ -74,15 +76,14 @@ class EmbeddedBroker:
         if self.process is not None:
             raise RuntimeError("broker already started; call stop() first")
         if port_accepts(self.host, self.port):
-            raise RuntimeError(f"{self.bootstrap} is already in use: is another broker running?")
-        listener = f"tcp://{self.bootstrap}"
+            raise RuntimeError(f"{self.host}:{self.port} is already in use: is another broker running?")
         command = [
             str(broker_binary()),
             "broker",
             "--listener-url",
-            listener,
+            f"tcp://{self.host}:{self.port}",
             "--advertised-listener-url",
-            listener,
+            f"tcp://{self.bootstrap}",
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -96,7 +97,7 @@ class EmbeddedBroker:
                 raise RuntimeError(f"broker exited with code {self.process.returncode} before listening")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"broker did not listen on {self.bootstrap} within {timeout:.0f} s")
+                raise RuntimeError(f"broker did not listen on {self.host}:{self.port} within {timeout:.0f} s")
             time.sleep(0.05)
         return self
 

@@ -12,8 +12,11 @@ from __future__ import annotations
 import gc
 import logging
 
+from faust.exceptions import ConsumerNotStarted
+
 from . import event_loop
-from .app import app
+from .app import app, pending_orders, settings
+from .fencing import record_heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -40,3 +43,34 @@ async def watch_free_space() -> None:
     """Warn before the data dir's disk fills up (a full disk pauses event processing)."""
     if app.free_space is not None:
         app.free_space.check()
+
+
+@app.timer(interval=0.5)
+async def watch_heartbeats() -> None:
+    """Fence this worker when it stops hearing from its group coordinator (partner_stream/fencing.py)."""
+    app.fence.silence_limit = settings.fence_fraction * float(app.conf.broker_session_timeout)
+    try:
+        consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer on Faust's consumer thread
+    except ConsumerNotStarted:
+        return
+    record_heartbeats(getattr(consumer, "_coordinator", None), app.fence)
+    app.fence.check()
+
+
+@app.on_partitions_revoked.connect
+async def distrust_local_state_after_a_fence(sender: object, revoked: object, **kwargs: object) -> None:
+    """A worker that fenced itself rebuilds its table from the whole changelog when it rejoins.
+
+    Faust would resume each partition from the offset it persisted locally; after a cut that offset can lie
+    past records the new owner wrote meanwhile (the late flush of our own buffered records moves it there),
+    and the local store holds our own stale writes. Replaying everything, newest stamp winning, gives the true
+    state. Runs at the start of the rebalance, before Faust reads the persisted offsets.
+    """
+    if not app.fence.local_state_suspect:
+        return
+    app.fence.local_state_suspect = False
+    forgotten = pending_orders.forget_persisted_offsets()
+    recovery = app.tables.recovery
+    recovery.active_offsets.clear()
+    recovery.standby_offsets.clear()
+    log.warning("after being fenced: replaying the whole changelog into %d local partition store(s)", forgotten)

@@ -11,8 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PARTNER_STREAM_"
@@ -61,6 +62,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Consumer fetch long-poll wait. Unset: Faust's 1500 ms (right for Kafka). Embedded profile: 5 ms.",
     )
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="Faust's processing guarantee. `exactly_once` (Apache Kafka only: it needs transactions) "
+        "also fences a cut-off worker's writes through transactional producer epochs.",
+    )
+    fence_fraction: float = Field(
+        0.75,
+        gt=0,
+        le=1,
+        description="Fence this worker (close its tablets, answer 503) once no heartbeat reached the group "
+        "coordinator for this fraction of the session timeout.",
+    )
     disk_low_free_mb: int = Field(
         512, ge=0, description="Warn (once per episode) when the data dir's filesystem has less free space (MiB)."
     )
@@ -98,6 +111,12 @@ class Settings(BaseSettings):
         256, ge=8, description="Outbound messages buffered per socket; a tablet further behind is told to resync."
     )
     hub_max_message_bytes: int = Field(64 * 1024, ge=1024, description="Largest WebSocket frame accepted.")
+
+    @model_validator(mode="after")
+    def _transactions_need_kafka(self) -> Settings:
+        if self.embedded and self.processing_guarantee == "exactly_once":
+            raise ValueError("exactly_once needs Kafka transactions, which the embedded broker does not have")
+        return self
 
     @property
     def embedded(self) -> bool:

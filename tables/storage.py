@@ -192,6 +192,20 @@ class PendingOrdersTable(faust.Table):
                     if isinstance(head, LegacyRestaurantOrders) and owned(head.restaurant_id):
                         yield from head.pending
 
+    def forget_persisted_offsets(self) -> int:
+        """Make the next recovery replay every partition's whole changelog (newest stamp wins, tables/store.py).
+
+        For a worker that was cut off from Kafka: its local store may hold its own late writes, and Faust's
+        persisted offset may point past records the partition's new owner wrote meanwhile.
+        """
+        offset_key = self.data.offset_key
+        forgotten = 0
+        for db in self._databases():
+            if not isinstance(db, _ClosedPartition):
+                db.delete(offset_key)
+                forgotten += 1
+        return forgotten
+
     def _databases(self) -> list[Any]:
         """The open RocksDB database of each partition this worker holds (Faust's store keeps one per partition)."""
         return list(getattr(self.data, "_dbs", {}).values())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+from pydantic import ValidationError
+
 from partner_stream.app import create_app, embedded_broker_overrides
 from partner_stream.settings import Settings
 from partner_stream.transport import TunedFetchTransport
@@ -41,3 +44,10 @@ def test_embedded_profile_applies_tansu_workarounds_and_short_fetch_wait() -> No
 
 def test_fetch_wait_setting_applies_to_a_real_cluster_only_when_asked() -> None:
     assert worker_fetch_wait_ms(Settings(fetch_max_wait_ms=100)) == 100
+
+
+def test_exactly_once_is_offered_for_kafka_and_refused_on_the_embedded_broker() -> None:
+    app = create_app(Settings(processing_guarantee="exactly_once"))
+    assert str(app.conf.processing_guarantee.value) == "exactly_once"
+    with pytest.raises(ValidationError, match="embedded broker does not have"):
+        Settings(broker_profile="embedded", processing_guarantee="exactly_once")

@@ -173,7 +173,7 @@ class TabletEndpoints:
         identity, owner = admitted
         if owner.placement is Placement.REMOTE:
             try:
-                return await self.relay.serve(request, owner.url)  # type: ignore[arg-type]
+                return await self.relay.serve(request, owner.url, identity.restaurant_id)  # type: ignore[arg-type]
             except RelayRefused as refused:
                 return self._refuse(HTTPStatus(refused.status), refused.reason, request)
         if protocol == "plain":

@@ -137,6 +137,13 @@ class Hub(mode.Service):
                 delivered += 1
         metrics.pushes(name=push.name).inc(delivered)
 
+    def disconnect_all(self, reason: Disconnect) -> int:
+        """Close every tablet with ``reason`` (a reconnect code), without waiting for them to go."""
+        connections = self.connections()
+        for connection in connections:
+            connection.disconnect(reason)
+        return len(connections)
+
     def disconnect_not_owned(self, reason: Disconnect = NOT_OWNER) -> int:
         """Close tablets of restaurants this worker no longer owns (after a rebalance)."""
         closed = 0

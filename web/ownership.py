@@ -47,6 +47,7 @@ def recovery_state() -> dict[str, bool | str | None]:
         "activesReady": bool(app.tables.actives_ready),
         "firstRecoveryCompleted": app.tables.recovery.completed.is_set(),
         "storageFailure": pending_orders.storage_failure,
+        "fenced": app.fence.reason() if app.fence.fenced else None,
     }
 
 
@@ -57,11 +58,22 @@ def worker_ready() -> bool:
         and bool(state["activesReady"])
         and not state["rebalancing"]
         and state["storageFailure"] is None
+        and state["fenced"] is None
     )
+
+
+def owner_url(restaurant_id: str) -> URL | None:
+    """The URL the current assignment names as the restaurant's owner (whatever its readiness), if known."""
+    try:
+        return app.router.key_store(pending_orders.name, restaurant_id)
+    except (KeyError, TypeError):
+        return None
 
 
 def locate(restaurant_id: str) -> Owner:
     """Where the restaurant's tablets must connect right now; never a stale or recovering owner."""
+    if app.fence.fenced:
+        return Owner(Placement.UNAVAILABLE, reason=f"this worker is {app.fence.reason()}")
     if pending_orders.storage_failure is not None:
         return Owner(Placement.UNAVAILABLE, reason="this worker's local storage refuses writes (disk full?)")
     if not worker_ready():

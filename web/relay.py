@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import WSMsgType, web
 from yarl import URL
 
 from . import metrics
-from .protocols.disconnects import SHUTDOWN, UNAVAILABLE
+from .protocols.disconnects import SHUTDOWN, UNAVAILABLE, Disconnect
 
 #: Close codes that mean "the connection died", which may not be sent in a close frame.
 ABNORMAL_CLOSE_CODES = frozenset({1005, 1006, 1015})
@@ -47,21 +48,26 @@ class Relay:
     def __init__(self, max_message_bytes: int) -> None:
         self.max_message_bytes = max_message_bytes
         self._session: aiohttp.ClientSession | None = None
-        #: Tablet sockets currently relayed through this worker.
-        self._clients: set[web.WebSocketResponse] = set()
+        #: Tablet sockets currently relayed through this worker: their restaurant and the owner piped to.
+        self._clients: dict[web.WebSocketResponse, tuple[str, URL]] = {}
 
     @property
     def active(self) -> int:
         return len(self._clients)
 
-    async def close_all(self, timeout: float = 5.0) -> None:
+    async def close_all(self, timeout: float = 5.0, reason: Disconnect = SHUTDOWN) -> None:
         """On shutdown: tell relayed tablets to reconnect (they land on another worker), all at once."""
-        closing = [
-            asyncio.ensure_future(client.close(code=SHUTDOWN.code, message=SHUTDOWN.reason.encode()))
-            for client in self._clients
-        ]
+        closing = self.close_where(lambda restaurant_id, owner: True, reason)
         if closing:
             await asyncio.wait(closing, timeout=timeout)
+
+    def close_where(self, stale: Callable[[str, URL], bool], reason: Disconnect) -> list[asyncio.Future]:
+        """Close the relayed tablets for which ``stale(restaurant_id, owner)`` holds (e.g. the owner changed)."""
+        return [
+            asyncio.ensure_future(client.close(code=reason.code, message=reason.reason.encode()))
+            for client, (restaurant_id, owner) in list(self._clients.items())
+            if stale(restaurant_id, owner)
+        ]
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -73,7 +79,7 @@ class Relay:
         if self._session is not None:
             await self._session.close()
 
-    async def serve(self, request: web.Request, owner: URL) -> web.StreamResponse:
+    async def serve(self, request: web.Request, owner: URL, restaurant_id: str) -> web.StreamResponse:
         """Pipe the tablet's socket to the owner's; raises :class:`RelayRefused` before the upgrade."""
         target = owner.with_path(request.path).with_query(request.query)
         headers = {name: request.headers[name] for name in FORWARDED_HEADERS if name in request.headers}
@@ -97,11 +103,11 @@ class Relay:
         client = web.WebSocketResponse(max_msg_size=self.max_message_bytes, autoping=True)
         await client.prepare(request)
         metrics.RELAYS.inc()
-        self._clients.add(client)
+        self._clients[client] = (restaurant_id, owner)
         try:
             await self._pipe(client, upstream)
         finally:
-            self._clients.discard(client)
+            self._clients.pop(client, None)
             metrics.RELAYS.dec()
         return client
 

@@ -27,7 +27,8 @@ from partner_stream.events import OrderAcknowledged, encode_internal
 from . import views
 from .endpoints import TabletEndpoints
 from .hub import Hub
-from .ownership import owns_partition
+from .ownership import owner_url, owns_partition
+from .protocols.disconnects import NOT_OWNER, UNAVAILABLE
 from .workers import owners
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,25 @@ app.add_route_installer(install_board_and_dev_routes)
 
 @app.on_partitions_assigned.connect
 async def close_moved_restaurants(sender: Any, assigned: Any, **kwargs: Any) -> None:
-    """Call when a rebalance hands out partitions: tablets of restaurants now owned elsewhere must reconnect."""
+    """Call when a rebalance hands out partitions: tablets of restaurants now owned elsewhere must reconnect.
+
+    That includes tablets relayed to another worker that no longer owns their restaurant (or never answered
+    for it again): a frozen or cut-off worker must not keep them.
+    """
     hub.disconnect_not_owned()
+    moved = endpoints.relay.close_where(lambda restaurant_id, owner: owner_url(restaurant_id) != owner, NOT_OWNER)
+    if moved:
+        log.info("closed %d relayed tablet(s) whose restaurant changed owner", len(moved))
+
+
+def fence_tablets() -> None:
+    """This worker fenced itself: every tablet goes to a worker that is still in the group."""
+    closed = hub.disconnect_all(UNAVAILABLE)
+    relayed = endpoints.relay.close_where(lambda restaurant_id, owner: True, UNAVAILABLE)
+    log.warning("fenced: closed %d tablet(s) and %d relayed tablet(s)", closed, len(relayed))
+
+
+app.fence.on_fenced.append(fence_tablets)
 
 
 @app.on_partitions_revoked.connect

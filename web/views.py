@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Awaitable
 from http import HTTPStatus
 from typing import Any
 
@@ -47,6 +48,8 @@ def not_ready(view: View) -> Response:
 
 
 def not_ready_reason() -> str:
+    if app.fence.fenced:
+        return f"this worker is {app.fence.reason()}"
     failure = pending_orders.storage_failure
     if failure is not None:
         return f"this worker's local storage refuses writes (disk full?): {failure}"
@@ -56,12 +59,29 @@ def not_ready_reason() -> str:
 # -- per restaurant, answered by the owner ---------------------------------------------------
 
 
+async def from_owner(view: View, answer: Awaitable[Response]) -> Response:
+    """The owner's answer (``table_route`` forwards to it), or 503 + Retry-After when it cannot be reached.
+
+    During a failover the assignment can still name a worker that just died: a refused connection is a
+    moment to retry, not a server error.
+    """
+    try:
+        return await answer
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return error(
+            view,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            f"the restaurant's worker is unreachable (failing over?): {type(exc).__name__}; retry shortly",
+            **{"Retry-After": "1"},
+        )
+
+
 @app.page("/api/restaurants/{restaurant_id}/pending-orders")
 class RestaurantPendingOrders(View):
     """A restaurant's pending orders and ``seq`` (operator token), from the worker that owns it."""
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
-        return operator_refusal(self, request) or await self.owner_answer(request, restaurant_id=restaurant_id)
+        return operator_refusal(self, request) or await from_owner(self, self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
@@ -75,7 +95,7 @@ class RestaurantConnections(View):
     """The restaurant's tablets connected to its owner: since when, last acknowledgement."""
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
-        return operator_refusal(self, request) or await self.owner_answer(request, restaurant_id=restaurant_id)
+        return operator_refusal(self, request) or await from_owner(self, self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:

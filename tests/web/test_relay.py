@@ -9,7 +9,7 @@ from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
 from partner_stream.broker import free_port
-from web.protocols.disconnects import SHUTDOWN
+from web.protocols.disconnects import NOT_OWNER, SHUTDOWN
 from web.relay import Relay, RelayRefused
 
 
@@ -18,7 +18,7 @@ async def test_an_unreachable_owner_is_a_retryable_refusal() -> None:
     request = make_mocked_request("GET", "/ws/partner?restaurantId=r1", headers={"Authorization": "Bearer t"})
     try:
         with pytest.raises(RelayRefused) as refused:
-            await relay.serve(request, URL(f"http://127.0.0.1:{free_port()}"))
+            await relay.serve(request, URL(f"http://127.0.0.1:{free_port()}"), "r1")
     finally:
         await relay.close()
     assert refused.value.status == 503
@@ -40,7 +40,19 @@ class FakeClientSocket:
 async def test_shutdown_tells_every_relayed_tablet_to_reconnect_without_waiting_on_slow_ones() -> None:
     relay = Relay(max_message_bytes=65536)
     slow, quick = FakeClientSocket(hangs=True), FakeClientSocket()
-    relay._clients.update({slow, quick})  # type: ignore[arg-type]
+    owner = URL("http://127.0.0.1:1")
+    relay._clients.update({slow: ("r1", owner), quick: ("r2", owner)})  # type: ignore[dict-item]
     # A deadline, not a timing claim: closing one by one would wait on the silent tablet forever.
     await asyncio.wait_for(relay.close_all(timeout=0.2), timeout=30)
     assert slow.closed_with == quick.closed_with == (SHUTDOWN.code, SHUTDOWN.reason.encode())
+
+
+async def test_only_tablets_whose_restaurant_changed_owner_are_closed_on_a_rebalance() -> None:
+    relay = Relay(max_message_bytes=65536)
+    moved, stayed = FakeClientSocket(), FakeClientSocket()
+    old, new = URL("http://127.0.0.1:1"), URL("http://127.0.0.1:2")
+    relay._clients.update({moved: ("r1", old), stayed: ("r2", new)})  # type: ignore[dict-item]
+    owners = {"r1": new, "r2": new}
+    closing = relay.close_where(lambda restaurant, owner: owners[restaurant] != owner, NOT_OWNER)
+    await asyncio.gather(*closing)
+    assert moved.closed_with == (NOT_OWNER.code, NOT_OWNER.reason.encode()) and stayed.closed_with is None

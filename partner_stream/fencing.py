@@ -1,0 +1,92 @@
+"""Self-fencing: a worker cut off from Kafka stops serving before the group hands its partitions to another.
+
+A worker that cannot reach the group coordinator keeps its tablets and its table, but the group moves its
+partitions to another worker once the session times out, and it does not notice: it would serve snapshots
+that miss every order since, and push nothing. So it watches its own heartbeats. When none has succeeded for
+``fence_fraction`` times the session timeout (earlier than the group gives up on it, so two owners never serve
+at once), it *fences* itself: its tablets are closed with a reconnect code, new connections and operator
+queries get 503, and /readyz says why, until heartbeats succeed again and the worker has rejoined and
+recovered (``web.ownership.worker_ready``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import Gauge
+
+log = logging.getLogger(__name__)
+
+FENCED = Gauge("partner_stream_fenced", "1 while this worker has fenced itself off (no heartbeat to the group).")
+
+
+class Fence:
+    """When this worker last heard from its group coordinator, and whether it has fenced itself."""
+
+    def __init__(self, silence_limit: float) -> None:
+        self.silence_limit = silence_limit
+        self.last_heartbeat: float | None = None
+        self.fenced_since: float | None = None
+        #: Set when the worker fences itself; the next rebalance then rebuilds the local store from the changelog.
+        self.local_state_suspect = False
+        #: Called once each time the worker fences itself (the hub closes its tablets).
+        self.on_fenced: list[Callable[[], None]] = []
+
+    @property
+    def fenced(self) -> bool:
+        return self.fenced_since is not None
+
+    def heartbeat_succeeded(self, now: float | None = None) -> None:
+        self.last_heartbeat = time.monotonic() if now is None else now
+
+    def silence(self, now: float) -> float:
+        return 0.0 if self.last_heartbeat is None else now - self.last_heartbeat
+
+    def check(self, now: float | None = None) -> bool:
+        """Fence or unfence from the heartbeat silence; True while fenced. Never fences before a first heartbeat."""
+        now = time.monotonic() if now is None else now
+        silence = self.silence(now)
+        if not self.fenced and silence > self.silence_limit:
+            self.fenced_since = now
+            self.local_state_suspect = True
+            FENCED.set(1)
+            log.warning(
+                "FENCED: no heartbeat to the group coordinator for %.1f s (limit %.1f s). This worker may no longer "
+                "own its partitions: closing its tablets and answering 503 until it has rejoined the group.",
+                silence,
+                self.silence_limit,
+            )
+            for callback in self.on_fenced:
+                callback()
+        elif self.fenced and silence <= self.silence_limit:
+            log.warning("heartbeats succeed again after %.1f s fenced: rejoining", now - (self.fenced_since or now))
+            self.fenced_since = None
+            FENCED.set(0)
+        return self.fenced
+
+    def reason(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        return f"cut off from Kafka: no heartbeat to the group coordinator for {self.silence(now):.0f} s"
+
+
+def record_heartbeats(coordinator: Any, fence: Fence) -> None:
+    """Wrap aiokafka's heartbeat call on this coordinator (once) to tell the fence about each success.
+
+    The coordinator lives on Faust's consumer thread; the wrapper only stores a float, which the main loop reads.
+    """
+    if coordinator is None or getattr(coordinator, "_partner_fence", None) is fence:
+        return
+    original = coordinator._do_heartbeat
+
+    async def do_heartbeat() -> bool:
+        succeeded = await original()
+        if succeeded:
+            fence.heartbeat_succeeded()
+        return succeeded
+
+    coordinator._do_heartbeat = do_heartbeat
+    coordinator._partner_fence = fence
+    fence.heartbeat_succeeded()  # joining just succeeded: the coordinator exists because we are in the group

@@ -1,0 +1,231 @@
+"""A worker cut off from Kafka fences itself, and its late writes never win: the zombie-owner scenario.
+
+Two workers, restaurants on every partition, two tablets per restaurant (one through each worker), orders
+flowing. A Kafka-aware proxy (tests/support/faultproxy.py) cuts every connection of worker w1 to the broker,
+until the group has moved all partitions to w2, then heals. Then: no order is missing on any tablet or in the
+operator API, w1 served no snapshot once it had fenced itself, and replaying the changelog as every reader does
+(newest stamp wins) never moves a restaurant's ``seq`` back.
+
+A soak scenario (``scripts/soak``), not part of the default suite: on this 2-core box it fails in about one run
+in four, and every failure seen so far is the same one, which is not about zombies. A few orders produced
+during the back-to-back rebalances (the takeover, then w1 rejoining a second later) are never applied: they
+are missing from the internal topic (re-keyed) and the changelog (applied directly) alike, so they were lost
+between the fetch and the agents, in Faust's end-of-rebalance handover. The same loss was reproduced on
+ff17dc6 by tests/integration/test_cluster.py under CPU load. It stays in the soak until that is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from partner_stream.broker import EmbeddedBroker, free_port
+from tables.keys import is_head_key
+from tables.stamps import payload_of, stamp_of
+from tests.integration.test_cluster import Cluster, OrderFlow, restaurants_on_every_partition
+from tests.support.faultproxy import FaultProxy
+from tests.support.polling import eventually
+from tests.support.tablets import LiveBoard
+from tests.support.workers import Topics, Worker
+
+
+@pytest.fixture(scope="module")
+async def proxied(artifacts_dir: Path) -> AsyncIterator[tuple[EmbeddedBroker, FaultProxy]]:
+    """A broker of its own that advertises a fault proxy in front of it: every client goes through the proxy."""
+    proxy = await FaultProxy(listen_port=free_port(), broker_port=free_port()).start()
+    broker = EmbeddedBroker(
+        port=proxy.broker_port, advertised_port=proxy.listen_port, log_path=artifacts_dir / "broker-proxied.log"
+    )
+    broker.start()
+    yield broker, proxy
+    broker.stop()
+    await proxy.stop()
+
+
+def worker(broker: EmbeddedBroker, base: Path, artifacts: Path, app_id: str, name: str) -> Worker:
+    return Worker(
+        broker_url=broker.url,
+        app_id=app_id,
+        topics=Topics(prefix=app_id),
+        data_dir=base / f"{name}-data",
+        log_path=artifacts / f"worker-{app_id}-{name}.log",
+        extra_env={"PARTNER_STREAM_BROKER_CLIENT_ID": name},
+    )
+
+
+async def status(worker: Worker) -> dict[str, Any]:
+    code, body = await worker.get_json("/api/worker/status")
+    assert code == 200, body
+    return body
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(420)
+async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_never_win(
+    proxied: tuple[EmbeddedBroker, FaultProxy], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    broker, proxy = proxied
+    app_id = f"ps-zombie-{uuid.uuid4().hex[:6]}"
+    w1 = worker(broker, tmp_path, artifacts_dir, app_id, "w1")
+    w2 = worker(broker, tmp_path, artifacts_dir, app_id, "w2")
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer")
+    await producer.start()
+    await asyncio.gather(w1.start(), w2.start())
+    cluster = Cluster([w1, w2])
+    flow: OrderFlow | None = None
+    boards_via_w1: list[LiveBoard] = []
+    try:
+        await cluster.settled()
+        owners = restaurants_on_every_partition(w1.partitions)
+        flow = OrderFlow(w2, producer, owners)  # its tablets connect through w2
+        boards_via_w1 = [LiveBoard(w1.base_url, r).start() for r in owners]
+        await flow.boards_caught_up()
+        assert proxy.bytes_from["w1"] > 0 and proxy.bytes_from["w2"] > 0  # both really talk through the proxy
+
+        proxy.cut("w1")
+        cut_at = time.monotonic()
+        answers: list[tuple[float, int]] = []
+        probes = asyncio.create_task(probe_snapshots(w1, next(iter(owners)), answers))
+        _, fenced = await eventually(
+            lambda: w1.get_json("/readyz", token=""),
+            lambda answer: answer[0] == 503 and bool(answer[1].get("fenced")),
+            timeout=30,
+            what="w1 to fence itself",
+        )
+        assert "cut off from Kafka" in fenced["reason"]
+        fenced_after = time.monotonic() - cut_at
+        await eventually(
+            lambda: status(w2),
+            lambda body: body["ready"] and body["activePartitions"] == list(range(w1.partitions)),
+            timeout=60,
+            what="w2 to own every partition",
+        )
+        taken_over_after = time.monotonic() - cut_at
+        # Orders keep coming while w1 is cut off: they reach w2's tablets, and w1's once it heals.
+        published_at_takeover = sum(map(len, flow.published.values()))
+        await eventually(
+            lambda: _count(flow),
+            lambda count: count >= published_at_takeover + 3 * len(owners),
+            what="orders published after the takeover",
+        )
+        proxy.heal("w1")
+        probes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probes
+
+        await cluster.settled(timeout=120)
+        try:
+            await flow.finish()
+        except AssertionError:
+            for topic in (f"{app_id}-pending-orders-changelog", f"{app_id}-orders-by-restaurant", w1.topics.created):
+                await dump_changelog(broker, topic, artifacts_dir / f"{app_id}.{topic}.dump")
+            raise
+        for board in boards_via_w1:
+            await board.wait_for_orders(set(flow.published[board.restaurant]), exact=True, timeout=90)
+
+        # Once fenced, w1 answered no snapshot until it healed (before the fence it still owned everything).
+        served_while_fenced = [a for a in answers if a[0] >= fenced_after and a[1] == 200]
+        assert not served_while_fenced, served_while_fenced
+        effective, raw = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        assert effective == 0
+        print(
+            f"zombie: fenced after {fenced_after:.1f} s, w2 took over after {taken_over_after:.1f} s, "
+            f"changelog records older than their key's newest: {raw} (skipped by every reader)"
+        )
+    finally:
+        if flow is not None:
+            await flow.close()
+        for board in boards_via_w1:
+            await board.stop()
+        await producer.stop()
+        for each in (w1, w2):
+            if each.process is not None and each.process.poll() is None:
+                await each.stop()
+
+
+async def _count(flow: OrderFlow) -> int:
+    return sum(map(len, flow.published.values()))
+
+
+async def probe_snapshots(worker: Worker, restaurant: str, answers: list[tuple[float, int]]) -> None:
+    """A fresh operator read from the cut-off worker every 0.25 s: (seconds since the cut, status)."""
+    started = time.monotonic()
+    while True:
+        with contextlib.suppress(Exception):
+            code, _ = await worker.get_json(f"/api/restaurants/{restaurant}/pending-orders")
+            answers.append((time.monotonic() - started, code))
+        await asyncio.sleep(0.25)  # probe pacing
+
+
+async def changelog_regressions(broker: EmbeddedBroker, topic: str) -> tuple[int, int]:
+    """Replay the changelog as the store does (newest stamp wins); count heads whose seq went back, and raw
+    records older than what their key already held."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
+    )
+    await consumer.start()
+    try:
+        records: list[Any] = []
+        partitions = await eventually(lambda: _assigned(consumer, records), bool, what="changelog partitions")
+        end = await consumer.end_offsets(list(partitions))
+
+        async def read() -> bool:
+            batches = await consumer.getmany(timeout_ms=500)
+            records.extend(r for batch in batches.values() for r in batch)
+            positions = [await consumer.position(tp) for tp in end]
+            return all(position >= end[tp] for position, tp in zip(positions, end, strict=True))
+
+        await eventually(read, bool, timeout=60, interval=0, what="the whole changelog")
+    finally:
+        await consumer.stop()
+    newest: dict[bytes, Any] = {}
+    effective = raw = 0
+    for record in records:
+        if record.value is None:
+            newest.pop(record.key, None)
+            continue
+        stamp = stamp_of(record.value)
+        held = newest.get(record.key)
+        if held is not None and stamp < held[0]:
+            raw += 1
+            continue
+        if held is not None and is_head_key(record.key):
+            before = orjson.loads(payload_of(held[1]))["seq"]
+            if orjson.loads(payload_of(record.value))["seq"] < before:
+                effective += 1
+        newest[record.key] = (stamp, record.value)
+    return effective, raw
+
+
+async def _assigned(consumer: AIOKafkaConsumer, records: list[Any]) -> set[Any]:
+    batches = await consumer.getmany(timeout_ms=100)
+    records.extend(r for batch in batches.values() for r in batch)
+    return consumer.assignment()
+
+
+async def dump_changelog(broker: EmbeddedBroker, topic: str, into: Path) -> None:
+    """On failure: every changelog record (partition, offset, key, stamp, start of the value), for diagnosis."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[Any] = []
+    try:
+        await eventually(lambda: _assigned(consumer, records), bool, what="changelog partitions")
+        while batches := await consumer.getmany(timeout_ms=500):
+            records += [r for batch in batches.values() for r in batch]
+    finally:
+        await consumer.stop()
+    lines = [
+        f"{r.partition} {r.offset} {r.timestamp} {r.key!r} {stamp_of(r.value) if r.value else None} "
+        f"{payload_of(r.value)[:120] if r.value else None}"
+        for r in records
+    ]
+    await asyncio.to_thread(into.write_text, "\n".join(lines))

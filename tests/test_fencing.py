@@ -1,0 +1,43 @@
+"""Self-fencing decisions: fence after the heartbeat silence limit, never before a first heartbeat, unfence after."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prometheus_client import REGISTRY
+
+from partner_stream.fencing import Fence, record_heartbeats
+
+
+def test_a_worker_fences_itself_after_the_silence_limit_and_comes_back_when_heartbeats_succeed() -> None:
+    fence = Fence(silence_limit=4.5)
+    fenced: list[bool] = []
+    fence.on_fenced.append(lambda: fenced.append(True))
+    assert not fence.check(now=100.0)  # no heartbeat yet: a worker still joining is not cut off
+    fence.heartbeat_succeeded(now=100.0)
+    assert not fence.check(now=104.0)
+    assert fence.check(now=105.0) and fence.check(now=106.0)
+    assert fenced == [True]  # the tablets are closed once per episode
+    assert REGISTRY.get_sample_value("partner_stream_fenced") == 1
+    assert "no heartbeat to the group coordinator for 6 s" in fence.reason(now=106.0)
+    fence.heartbeat_succeeded(now=107.0)
+    assert not fence.check(now=107.5)
+    assert REGISTRY.get_sample_value("partner_stream_fenced") == 0
+
+
+class Coordinator:
+    def __init__(self, answers: list[bool]) -> None:
+        self.answers = answers
+
+    async def _do_heartbeat(self) -> bool:
+        return self.answers.pop(0)
+
+
+def test_only_successful_heartbeats_count() -> None:
+    fence = Fence(silence_limit=1.0)
+    coordinator = Coordinator([False, True])
+    record_heartbeats(coordinator, fence)
+    record_heartbeats(coordinator, fence)  # wrapping twice would count twice: it is done once
+    fence.last_heartbeat = 0.0
+    assert asyncio.run(coordinator._do_heartbeat()) is False and fence.last_heartbeat == 0.0
+    assert asyncio.run(coordinator._do_heartbeat()) is True and fence.last_heartbeat > 0.0
