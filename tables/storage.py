@@ -13,21 +13,17 @@ from typing import Any
 import faust
 from faust.streams import current_event
 
-from .keys import head_key, is_head_key, is_order_key, order_key, orders_prefix, ring_key
+from .keys import is_head_key, is_order_key
 from .model import (
-    Head,
     LegacyRestaurantOrders,
-    OrderRecord,
     PendingOrder,
-    RestaurantHead,
     RestaurantOrders,
     StorageUnavailable,
     decode_head,
     decode_order,
-    decode_ring_slot,
-    display_order,
     encode_record,
 )
+from .reader import RecordReader
 from .stamps import next_stamp, stamped
 from .transitions import Outcome
 
@@ -61,7 +57,7 @@ class _ClosedPartition:
         raise StorageWriteFailed(f"partition store closed after a failed write: {self._reason}")
 
 
-class PendingOrdersTable(faust.Table):
+class PendingOrdersTable(RecordReader, faust.Table):
     """A Faust table of each restaurant's records, keyed by raw bytes, valued by raw bytes.
 
     Keys must be the raw bytes the re-key topic uses, so the changelog partition, the stream partition and
@@ -76,22 +72,21 @@ class PendingOrdersTable(faust.Table):
         #: Why the store refuses writes (set by a failed write, cleared once a retry succeeds), else None.
         self.storage_failure: str | None = None
 
-    # -- the lookups transitions read (tables.transitions.Records) ---------------------------------------
-    # Read from the store itself: ``Table.get`` asks the store whether the key exists before reading it
-    # (tables support defaults), two RocksDB lookups where one does. While an event is processed, the
-    # store reads the event's partition only.
+    # -- reads (tables.reader.RecordReader) ---------------------------------------------------------------
 
-    def head(self, restaurant_id: str) -> Head:
-        raw = self.data.get(head_key(restaurant_id))
-        return decode_head(raw) if raw is not None else RestaurantHead.empty(restaurant_id)
+    def raw(self, key: str) -> bytes | None:
+        """Read from the store itself: ``Table.get`` asks the store whether the key exists before reading it
+        (tables support defaults), two RocksDB lookups where one does. While an event is processed, the store
+        reads the event's partition only."""
+        return self.data.get(key)
 
-    def order(self, restaurant_id: str, order_id: str) -> OrderRecord | None:
-        raw = self.data.get(order_key(restaurant_id, order_id))
-        return decode_order(raw) if raw is not None else None
-
-    def ring(self, restaurant_id: str, slot: int) -> str | None:
-        raw = self.data.get(ring_key(restaurant_id, slot))
-        return decode_ring_slot(raw) if raw is not None else None
+    def raw_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
+        """A prefix seek in each partition's database (a restaurant's keys all live in one of them)."""
+        for db in self._databases():
+            for key, raw in db.items(from_key=prefix):
+                if not key.startswith(prefix):
+                    break
+                yield raw
 
     # -- writes -------------------------------------------------------------------------------------------
 
@@ -164,20 +159,7 @@ class PendingOrdersTable(faust.Table):
         """
         if self.storage_failure is not None:
             raise StorageUnavailable(self.storage_failure)
-        head = self.head(restaurant_id)
-        if isinstance(head, LegacyRestaurantOrders):
-            return head.view()
-        pending = [record for record in self._orders_of(restaurant_id) if isinstance(record, PendingOrder)]
-        pending.sort(key=display_order)
-        return RestaurantOrders(restaurant_id=restaurant_id, seq=head.seq, pending=tuple(pending))
-
-    def _orders_of(self, restaurant_id: str) -> Iterator[OrderRecord]:
-        prefix = orders_prefix(restaurant_id)
-        for db in self._databases():
-            for key, raw in db.items(from_key=prefix):
-                if not key.startswith(prefix):
-                    break
-                yield decode_order(raw)
+        return self.read_state(restaurant_id)
 
     def pending_orders(self, owned: Any) -> Iterator[PendingOrder]:
         """Every pending order of the restaurants ``owned(restaurant_id)`` accepts, in this worker's store."""
