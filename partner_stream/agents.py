@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from faust.types import EventT
@@ -30,6 +31,7 @@ from . import metrics, routing
 from .app import app as faust_app
 from .app import by_restaurant_topic, dead_letter_topic, order_events_topic, pending_orders, settings
 from .dead_letters import dead_letter
+from .disk import free_bytes
 from .events import (
     AnyOrderEvent,
     EventKind,
@@ -163,13 +165,7 @@ async def write_when_the_store_recovers(outcome: Outcome, generation: int, first
 
     Holding the agent holds every partition it consumes: nothing after this event is applied out of turn.
     """
-    data_dir = settings.app_datadir.resolve()
-    log.error(
-        "STORAGE WRITE FAILED (disk full?): the local store in %s refused a write: %s. Event processing is "
-        "paused and retried until it succeeds; no event is skipped.",
-        data_dir,
-        first_failure,
-    )
+    report_storage_failure(first_failure)
     metrics.STORAGE_WRITE_FAILING.set(1)
     delay = STORE_RETRY_FIRST
     attempts = 1
@@ -187,6 +183,18 @@ async def write_when_the_store_recovers(outcome: Outcome, generation: int, first
             return
     finally:
         metrics.STORAGE_WRITE_FAILING.set(0)
+
+
+def report_storage_failure(failure: StorageWriteFailed) -> None:
+    """Say it once, in words an operator searches for: where, how much space is left, what RocksDB said."""
+    data_dir = Path(faust_app.conf.datadir).resolve()
+    log.error(
+        "STORAGE WRITE FAILED (disk full?): the local store in %s (%.1f MiB free) refused a write: %s. Event "
+        "processing is paused and retried until it succeeds; no event is skipped.",
+        data_dir,
+        free_bytes(data_dir) / 2**20,
+        failure,
+    )
 
 
 def observe_push_latency(event: EventT) -> None:
