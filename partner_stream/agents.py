@@ -142,28 +142,45 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     ``event`` must be on the restaurant's table partition: Faust writes the changelog record to the
     partition of the event being processed. Reading, writing and handing over happen in one event-loop
     step (no await), so no other writer interleaves and a tablet's snapshot holds the change or is
-    followed by it; only a store that refuses the write makes this wait (and retry).
+    followed by it; only a store that refuses writes makes this wait (and retry).
     """
+    if pending_orders.storage_failure is not None:
+        # The other agent holds an event the store refused: compute against what it will have written.
+        await wait_for_the_store()
+    # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
+    generation = event.message.generation_id or 0
+    partition = event.message.partition
     outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
     metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
     if outcome.is_noop:
         return
-    # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
-    generation = event.message.generation_id or 0
     try:
-        pending_orders.write(outcome, generation)
+        pending_orders.write(outcome, generation, partition)
     except StorageWriteFailed as exc:
-        await write_when_the_store_recovers(outcome, generation, exc)
+        outcome = await write_when_the_store_recovers(order_event, generation, partition, exc)
     if outcome.change is not None:
         for listener in change_listeners:
-            listener(order_event.restaurant_id, outcome.change)
+            try:
+                listener(order_event.restaurant_id, outcome.change)
+            except Exception:  # the change is stored: never dead-letter it for a failed push
+                log.exception("a change listener failed for restaurant %r", order_event.restaurant_id)
         observe_push_latency(event)
 
 
-async def write_when_the_store_recovers(outcome: Outcome, generation: int, first_failure: StorageWriteFailed) -> None:
-    """Retry the same writes with back-off until the store takes them: the event is held, never skipped.
+async def wait_for_the_store() -> None:
+    while pending_orders.storage_failure is not None:  # noqa: ASYNC110 (the other agent's retry clears it)
+        await asyncio.sleep(STORE_RETRY_FIRST)
 
-    Holding the agent holds every partition it consumes: nothing after this event is applied out of turn.
+
+async def write_when_the_store_recovers(
+    order_event: AnyOrderEvent, generation: int, partition: int, first_failure: StorageWriteFailed
+) -> Outcome:
+    """Retry until the store takes the event: it is held, never skipped, and returns what was written.
+
+    Each attempt reopens the partition's database, then applies the event again to what the store holds
+    and writes that, in one step: a refused write left nothing behind, and the records may have moved on
+    meanwhile. Holding the agent holds every partition it consumes: nothing after this event is applied out
+    of turn.
     """
     report_storage_failure(first_failure)
     metrics.STORAGE_WRITE_FAILING.set(1)
@@ -175,12 +192,14 @@ async def write_when_the_store_recovers(outcome: Outcome, generation: int, first
             await asyncio.sleep(delay)
             attempts += 1
             try:
-                pending_orders.reopen_and_write(outcome, generation)
+                pending_orders.reopen(partition)
+                outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
+                pending_orders.write(outcome, generation, partition)
             except StorageWriteFailed:
                 delay = min(delay * 2, STORE_RETRY_LAST)
                 continue
             log.warning("storage write succeeded after %d attempts: event processing resumed", attempts)
-            return
+            return outcome
     finally:
         metrics.STORAGE_WRITE_FAILING.set(0)
 

@@ -30,6 +30,8 @@ class Fence:
         self.silence_limit = silence_limit
         self.last_heartbeat: float | None = None
         self.fenced_since: float | None = None
+        #: When the current rebalance started (None outside one).
+        self.rebalancing_since: float | None = None
         #: Set when the worker fences itself; the next rebalance then rebuilds the local store from the changelog.
         self.local_state_suspect = False
         #: Called once each time the worker fences itself (the hub closes its tablets).
@@ -44,6 +46,18 @@ class Fence:
 
     def silence(self, now: float) -> float:
         return 0.0 if self.last_heartbeat is None else now - self.last_heartbeat
+
+    def rebalancing(self, active: bool, limit: float, now: float | None = None) -> None:
+        """A rejoin holds heartbeats (JoinGroup, SyncGroup, the assignment callback): silence then is no cut,
+        until the rebalance has lasted ``limit`` (the group's rebalance timeout) and the worker is stuck."""
+        now = time.monotonic() if now is None else now
+        if not active:
+            self.rebalancing_since = None
+            return
+        if self.rebalancing_since is None:
+            self.rebalancing_since = now
+        if now - self.rebalancing_since < limit and self.last_heartbeat is not None:
+            self.last_heartbeat = max(self.last_heartbeat, now)
 
     def check(self, now: float | None = None) -> bool:
         """Fence or unfence from the heartbeat silence; True while fenced. Never fences before a first heartbeat."""

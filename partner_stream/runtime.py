@@ -54,6 +54,7 @@ async def watch_heartbeats() -> None:
     except ConsumerNotStarted:
         return
     record_heartbeats(getattr(consumer, "_coordinator", None), app.fence)
+    app.fence.rebalancing(bool(app.rebalancing), float(app.conf.broker_rebalance_timeout))
     app.fence.check()
 
 

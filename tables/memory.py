@@ -17,6 +17,9 @@ from .transitions import Outcome
 
 
 class MemoryTable(RecordReader):
+    #: A dict never refuses a write (tests set this to play a full disk).
+    storage_failure: str | None = None
+
     def __init__(self, data: MutableMapping[bytes, bytes] | None = None) -> None:
         self.data: MutableMapping[bytes, bytes] = data if data is not None else {}
 
@@ -26,7 +29,7 @@ class MemoryTable(RecordReader):
     def raw_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
         return (raw for key, raw in list(self.data.items()) if key.startswith(prefix))
 
-    def write(self, outcome: Outcome, generation: int = 0) -> None:
+    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0) -> None:
         for key in outcome.deletes:
             with contextlib.suppress(KeyError):
                 del self.data[key.encode()]
@@ -35,8 +38,8 @@ class MemoryTable(RecordReader):
         for key, record in outcome.writes:
             self.data[key.encode()] = stamped(encode_record(record), stamp)
 
-    def reopen_and_write(self, outcome: Outcome, generation: int = 0) -> None:
-        self.write(outcome, generation)
+    def reopen(self, partition: int) -> None:
+        """Nothing to reopen in a dict."""
 
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         return self.read_state(restaurant_id)

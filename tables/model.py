@@ -9,12 +9,12 @@ Field names serialise in camelCase, the shape tablets receive (as ASP.NET Core's
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 from pydantic.alias_generators import to_camel
 
 from .stamps import payload_of
@@ -29,6 +29,15 @@ class StoredModel(BaseModel):
 
 class StorageUnavailable(Exception):
     """The local store cannot be read consistently right now (it refused a write and is being reopened)."""
+
+
+def _utc(value: datetime) -> datetime:
+    """Layouts before 2026-12-04 stored a date-time without offset as the producer sent it: it means UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+#: A stored date-time, always with an offset, so that orders of any age sort together.
+StoredTime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class OrderLine(StoredModel):
@@ -46,11 +55,11 @@ class PendingOrder(StoredModel):
     customer_name: str
     items: tuple[OrderLine, ...]
     total_price: float
-    created_at: datetime
+    created_at: StoredTime
     #: The restaurant's ``seq`` at which this order appeared.
     seq: int
     #: First time any tablet of the restaurant reported showing it (None: nobody has seen it yet).
-    acknowledged_at: datetime | None = None
+    acknowledged_at: StoredTime | None = None
 
 
 class Resolution(StrEnum):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import faust
-from faust.streams import current_event
+import rocksdict
 
 from .keys import is_head_key, is_order_key
 from .model import (
@@ -90,38 +90,44 @@ class PendingOrdersTable(RecordReader, faust.Table):
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def write(self, outcome: Outcome, generation: int = 0) -> None:
-        """Write an outcome, in order, stamped (``generation``, seq after); call only while processing an event.
+    def write(self, outcome: Outcome, generation: int, partition: int) -> None:
+        """Write an outcome to the partition of the event being processed, stamped (``generation``, seq after).
 
-        What ``table[key] = value`` does (changelog record first, then the store), with the store's
-        failure told apart: :class:`StorageWriteFailed` means retry the same outcome (every write is
-        idempotent), anything else is a bug or a broker error. Every record is encoded and measured before
-        the first write, so an outcome that cannot be written leaves nothing behind.
+        All of it or nothing: the records go to the partition's RocksDB database in one write batch, and only
+        once that succeeded to the changelog (what ``table[key] = value`` does, in the other order). A store
+        that refuses the batch (a full disk) raises :class:`StorageWriteFailed` with nothing written anywhere,
+        so a restart or a retry meets the event whole. Records are encoded and measured first.
         """
-        head_before = self.data.get(outcome.head_key) if outcome.head_key is not None else None
+        head_before = self.raw(outcome.head_key) if outcome.head_key is not None else None
         stamp = next_stamp(generation, head_before, outcome.seq_after)
         encoded = [(key, stamped(encode_record(record), stamp)) for key, record in outcome.writes]
         for key, raw in encoded:
             if len(raw) + len(key) > MAX_RECORD_BYTES:
                 raise RecordTooLarge(f"record {key[:80]!r} would be {len(raw)} bytes (limit {MAX_RECORD_BYTES})")
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key in outcome.deletes:
+            batch.delete(key.encode())
+        for key, raw in encoded:
+            batch.put(key.encode(), raw)
+        store: Any = self.data
+        try:
+            store._db_for_partition(partition).write(batch)
+        except Exception as exc:  # rocksdict raises plain Exception("IO error: No space left on device ...")
+            self.storage_failure = str(exc)
+            raise StorageWriteFailed(str(exc)) from exc
+        self.storage_failure = None  # the store took a batch: a partition still broken fails its next write
         for key in outcome.deletes:
             self.on_key_del(key)
-            self._into_store(self.data.__delitem__, key)
         for key, raw in encoded:
             self.on_key_set(key, raw)
-            self._into_store(self.data.__setitem__, key, raw)
+            store._key_index[key.encode()] = partition  # Faust's lookup cache for reads outside an event
 
-    def reopen_and_write(self, outcome: Outcome, generation: int = 0) -> None:
-        """Retry a refused outcome: reopen the event's partition database, then write, in one step.
+    def reopen(self, partition: int) -> None:
+        """Before retrying a refused write: reopen the partition's database (RocksDB stays in error otherwise).
 
-        On success the store is healthy again (``storage_failure`` cleared); on failure the partition stays
-        closed until the next attempt.
+        The caller then computes the outcome again and writes it, in the same event-loop step.
         """
-        event = current_event()
-        assert event is not None, "writes happen while an event of the restaurant is processed"
-        self._reopen(event.message.partition)
-        self.write(outcome, generation)
-        self.storage_failure = None
+        self._reopen(partition)
 
     def _reopen(self, partition: int) -> None:
         store: Any = self.data
@@ -133,18 +139,6 @@ class PendingOrdersTable(RecordReader, faust.Table):
             store._db_for_partition(partition)
         except Exception as exc:
             store._dbs[partition] = _ClosedPartition(str(exc))
-            self.storage_failure = str(exc)
-            raise StorageWriteFailed(str(exc)) from exc
-
-    def _into_store(self, operation: Any, *args: Any) -> None:
-        try:
-            operation(*args)
-        except KeyError:
-            pass  # deleting a key the store never held
-        except StorageWriteFailed as exc:
-            self.storage_failure = str(exc)
-            raise
-        except Exception as exc:  # rocksdict raises plain Exception("IO error: No space left on device ...")
             self.storage_failure = str(exc)
             raise StorageWriteFailed(str(exc)) from exc
 

@@ -106,7 +106,8 @@ def apply_event(records: Records, event: AnyOrderEvent, *, resolved_memory: int)
     if isinstance(head, LegacyRestaurantOrders):
         migration, head = migrate_legacy(head, resolved_memory)
         outcome = apply_event(_Overlay(records, dict(migration)), event, resolved_memory=resolved_memory)
-        return Outcome(writes=(*migration, *outcome.writes), deletes=outcome.deletes, change=outcome.change)
+        kept = tuple((key, record) for key, record in migration if key not in outcome.deletes)
+        return Outcome(writes=(*kept, *outcome.writes), deletes=outcome.deletes, change=outcome.change)
     match event:
         case OrderCreated():
             return _create(records, head, event)

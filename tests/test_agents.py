@@ -6,6 +6,7 @@ failing transition and a store that refuses writes are injected, which a real wo
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from partner_stream import agents
-from partner_stream.events import OrderCreated, encode_internal
+from partner_stream.events import OrderAccepted, OrderCreated, encode_internal
 from tables.memory import MemoryTable
 from tables.storage import StorageWriteFailed
 from tables.transitions import Change, Outcome
@@ -108,12 +109,15 @@ class RefusingTable(MemoryTable):
     def __init__(self, failures: int) -> None:
         super().__init__()
         self.failures = failures
+        self.storage_failure: str | None = None
 
-    def write(self, outcome: Outcome, generation: int = 0) -> None:
+    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0) -> None:
         if self.failures:
             self.failures -= 1
-            raise StorageWriteFailed("IO error: No space left on device")
-        super().write(outcome, generation)
+            self.storage_failure = "IO error: No space left on device"
+            raise StorageWriteFailed(self.storage_failure)
+        self.storage_failure = None
+        super().write(outcome, generation, partition)
 
 
 async def test_a_store_that_refuses_writes_holds_the_event_until_it_is_written(
@@ -133,3 +137,21 @@ async def test_a_store_that_refuses_writes_holds_the_event_until_it_is_written(
     assert [c.order.order_id for _, c in published] == ["o1"]  # pushed once, after it was stored
     assert "STORAGE WRITE FAILED" in caplog.text
     assert REGISTRY.get_sample_value("partner_stream_storage_write_failing") == 0
+
+
+async def test_while_one_agent_holds_a_refused_event_the_other_waits_and_applies_after_it(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: DeadLetters, published: list[tuple[str, Change]]
+) -> None:
+    """Two agents write one store: the later event must see the held one's records, never be overwritten."""
+    table = RefusingTable(failures=2)
+    monkeypatch.setattr(agents, "pending_orders", table)
+    monkeypatch.setattr(agents, "STORE_RETRY_FIRST", 0.01)
+    accept = OrderAccepted.model_validate({"OrderId": "o1", "RestaurantId": "42"})
+
+    holding = asyncio.ensure_future(agents.handle_internal(internal_created("o1")))
+    await asyncio.sleep(0)  # the create is refused and held
+    await agents.handle_internal(Event(Message(value=encode_internal(accept))))
+    await holding
+
+    assert table.state_of("42").pending == () and table.state_of("42").seq == 2
+    assert [type(c).__name__ for _, c in published] == ["OrderAdded", "OrderResolved"]

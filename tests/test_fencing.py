@@ -41,3 +41,15 @@ def test_only_successful_heartbeats_count() -> None:
     fence.last_heartbeat = 0.0
     assert asyncio.run(coordinator._do_heartbeat()) is False and fence.last_heartbeat == 0.0
     assert asyncio.run(coordinator._do_heartbeat()) is True and fence.last_heartbeat > 0.0
+
+
+def test_the_silence_of_a_rejoin_does_not_fence_until_the_rebalance_has_lasted_its_timeout() -> None:
+    fence = Fence(silence_limit=4.5)
+    fence.heartbeat_succeeded(now=0.0)
+    for now in (1.0, 3.0, 6.0, 9.0):  # JoinGroup held, then the assignment callback: no heartbeats
+        fence.rebalancing(True, limit=10.0, now=now)
+        assert not fence.check(now=now)
+    fence.rebalancing(True, limit=10.0, now=12.0)  # stuck in the rebalance past its timeout
+    assert fence.check(now=14.0)
+    fence.rebalancing(False, limit=10.0, now=15.0)
+    assert fence.rebalancing_since is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
+import rocksdict
 
 from tables import keys
 from tables.memory import MemoryTable
@@ -17,6 +19,7 @@ from tables.model import (
     decode_order,
     encode_record,
 )
+from tables.stamps import Stamp, stamp_of
 from tables.storage import MAX_RECORD_BYTES, PendingOrdersTable, RecordTooLarge, StorageWriteFailed
 from tables.transitions import Outcome, apply_event
 
@@ -49,44 +52,60 @@ def test_one_restaurants_order_prefix_never_covers_another_restaurants_keys() ->
         created("c", restaurant=f"4{keys.SEPARATOR}o")
 
 
-class FailingStore(dict):
-    """A store that refuses writes as RocksDB does on a full disk."""
+class RefusingDatabase:
+    """A partition database that refuses writes as RocksDB does on a full disk."""
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def write(self, batch: Any) -> None:
         raise Exception("IO error: No space left on device: While appending to file: 000012.log")
 
 
-def bare_table(store: dict) -> tuple[PendingOrdersTable, list[str]]:
+class PartitionStore:
+    """The parts of Faust's RocksDB store the table writes through: one database per partition."""
+
+    def __init__(self, db: Any) -> None:
+        self.db = db
+        self._key_index: dict[bytes, int] = {}
+
+    def _db_for_partition(self, partition: int) -> Any:
+        return self.db
+
+    def get(self, key: str) -> bytes | None:
+        return None if isinstance(self.db, RefusingDatabase) else self.db.get(key.encode())
+
+
+def bare_table(db: Any) -> tuple[PendingOrdersTable, list[str]]:
     """The table class without a Faust app: its store and changelog sends replaced by plain recorders."""
     table = object.__new__(PendingOrdersTable)
     sent: list[str] = []
-    table._data = store  # type: ignore[attr-defined]
+    table._data = PartitionStore(db)  # type: ignore[attr-defined]
+    table.storage_failure = None
     table.on_key_set = lambda key, value: sent.append(key)  # type: ignore[method-assign]
     table.on_key_del = lambda key: sent.append(f"del {key}")  # type: ignore[method-assign]
     return table, sent
 
 
-def test_a_store_that_refuses_a_write_raises_storage_write_failed() -> None:
-    table, _ = bare_table(FailingStore())
+def test_a_store_that_refuses_a_write_sends_nothing_to_the_changelog(tmp_path: Path) -> None:
+    table, sent = bare_table(RefusingDatabase())
     outcome = apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY)
     with pytest.raises(StorageWriteFailed, match="No space left"):
-        table.write(outcome)
+        table.write(outcome, 1, 0)
+    assert sent == [] and table.storage_failure is not None  # nothing half-written: a retry meets it whole
 
 
-def test_an_outcome_with_an_oversized_record_writes_nothing() -> None:
-    table, sent = bare_table({})
+def test_an_outcome_with_an_oversized_record_writes_nothing(tmp_path: Path) -> None:
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, sent = bare_table(db)
     huge = RestaurantHead(restaurant_id="x" * MAX_RECORD_BYTES)
     resolved = ResolvedOrder(order_id="a", resolution=Resolution.ACCEPTED)
     outcome = Outcome(writes=((keys.order_key("42", "a"), resolved), ("42", huge)))
     with pytest.raises(RecordTooLarge):
-        table.write(outcome)
-    assert sent == [] and table._data == {}  # type: ignore[attr-defined]
+        table.write(outcome, 1, 0)
+    assert sent == [] and list(db.keys()) == []
 
 
-def test_writes_send_the_changelog_record_and_store_the_same_bytes() -> None:
-    store: dict = {}
-    table, sent = bare_table(store)
-    outcome = apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY)
-    table.write(outcome)
+def test_a_written_outcome_is_in_the_store_and_then_in_the_changelog(tmp_path: Path) -> None:
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, sent = bare_table(db)
+    table.write(apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY), 3, 0)
     assert sent == [keys.order_key("42", "a"), "42"]
-    assert decode_head(store["42"]).seq == 1
+    assert decode_head(db[b"42"]).seq == 1 and stamp_of(db[b"42"]) == Stamp(3, 1)

@@ -234,3 +234,20 @@ def test_any_interleaving_with_duplicates_gives_the_clean_final_state(fates: lis
         return {key: payload_of(raw) for key, raw in table.data.items() if b"resolution" in raw}
 
     assert resolutions(actual) == resolutions(expected)
+
+
+def test_a_legacy_order_stored_without_offset_sorts_with_new_ones_after_migration() -> None:
+    """The old layout kept a producer's naive CreatedAt as it was; it means UTC."""
+    table = legacy_table(LEGACY.replace(b'"2026-11-25T19:00:00Z"', b'"2026-11-25T19:00:00"'))
+    step(table, created("p3", 9))
+    pending = table.state_of("42").pending
+    assert [o.order_id for o in pending] == ["p1", "p2", "p3"]
+    assert pending[0].created_at.tzinfo is not None
+
+
+def test_migrating_a_full_ring_on_a_resolve_leaves_no_forgotten_resolution_behind() -> None:
+    resolved = ",".join(f'"r{n}"' for n in range(4)).encode()
+    table = legacy_table(b'{"restaurantId":"42","seq":1,"pending":[],"resolved":[' + resolved + b'],"rejected":[]}')
+    step(table, accepted("new"), memory=4)
+    assert table.order("42", "r0") is None  # forgotten: the oldest of a full ring
+    assert len(table.data) == 1 + 4 + 4
