@@ -108,6 +108,15 @@ def _addressable(restaurant_id: str) -> str:
     return restaurant_id
 
 
+def restaurant_id_problem(text: str) -> str | None:
+    """Why ``text`` can never be a restaurant ID (the contract's rule, for IDs arriving over HTTP), or None."""
+    try:
+        _addressable(_normalise_id(text))
+    except ValueError as exc:
+        return f"restaurantId {exc}"
+    return None
+
+
 _ID_SCHEMA = {
     "anyOf": [
         {"type": "string", "minLength": 1, "maxLength": LIMITS.id_chars},
@@ -373,5 +382,6 @@ __all__ = [
     "decode_upstream",
     "encode_internal",
     "json_schemas",
+    "restaurant_id_problem",
     "timestamp_to_datetime",
 ]

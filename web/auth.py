@@ -100,6 +100,7 @@ class TokenVerifier:
                 raise AuthError(HTTPStatus.UNAUTHORIZED, "token expired")
             return dict(claims)
         claims = self._verify_signature(token)
+        claims["exp"] = _numeric_exp(claims.get("exp"))
         if len(self._verified) >= VERIFIED_CACHE_SIZE:
             del self._verified[next(iter(self._verified))]  # oldest first
         self._verified[token] = claims
@@ -140,8 +141,8 @@ class TokenVerifier:
             raise AuthError(HTTPStatus.UNAUTHORIZED, "token signature is invalid") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError(HTTPStatus.UNAUTHORIZED, f"token lacks the {exc.claim!r} claim") from None
-        except jwt.InvalidTokenError as exc:
-            raise AuthError(HTTPStatus.UNAUTHORIZED, f"invalid token: {exc}") from None
+        except jwt.PyJWTError as exc:  # InvalidTokenError, and InvalidKeyError: a header naming another key type
+            raise AuthError(HTTPStatus.UNAUTHORIZED, f"invalid token: {str(exc)[:200]}") from None
 
     def tablet(self, token: str, restaurant_id: str | None) -> TabletIdentity:
         """The tablet's identity, checked against the restaurant it asks for (if it names one)."""
@@ -193,3 +194,14 @@ def _load_pem(value: str) -> bytes:
     if text.startswith("-----BEGIN"):
         return text.encode()
     return Path(text).read_bytes()
+
+
+def _numeric_exp(exp: Any) -> float:
+    """``exp`` as a number: PyJWT accepts a numeric string, and the cache compares it with the clock later."""
+    try:
+        value = float(exp)
+    except (TypeError, ValueError):
+        raise AuthError(HTTPStatus.UNAUTHORIZED, "token's 'exp' claim is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise AuthError(HTTPStatus.UNAUTHORIZED, "token's 'exp' claim is not a number")
+    return value

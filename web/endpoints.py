@@ -23,6 +23,7 @@ from http import HTTPStatus
 
 from aiohttp import WSMsgType, web
 
+from partner_stream.events import restaurant_id_problem
 from partner_stream.settings import Settings
 
 from . import metrics
@@ -79,6 +80,9 @@ class TabletEndpoints:
         restaurant_id = request.query.get("restaurantId", "").strip()
         if not restaurant_id:
             raise AuthError(HTTPStatus.BAD_REQUEST, "the restaurantId query parameter is required")
+        problem = restaurant_id_problem(restaurant_id)
+        if problem is not None:
+            raise AuthError(HTTPStatus.BAD_REQUEST, problem)
         return self.verifier.tablet(token_from_request(request), restaurant_id)
 
     def _origin_allowed(self, request: web.Request) -> bool:

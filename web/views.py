@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from partner_stream.app import app, pending_orders, settings
+from partner_stream.events import restaurant_id_problem
 from tables.queries import snapshot_payload, unseen_orders
 
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
@@ -41,6 +42,12 @@ def operator_refusal(view: View, request: Request) -> Response | None:
     except AuthError as exc:
         return error(view, exc.status, exc.reason)
     return None
+
+
+def unaddressable(view: View, restaurant_id: str | None) -> Response | None:
+    """400 for an ID no restaurant can have (the event contract's rule): it never reaches routing or a cache."""
+    problem = restaurant_id_problem(restaurant_id) if restaurant_id is not None else None
+    return error(view, HTTPStatus.BAD_REQUEST, problem) if problem is not None else None
 
 
 def not_ready(view: View) -> Response:
@@ -81,7 +88,8 @@ class RestaurantPendingOrders(View):
     """A restaurant's pending orders and ``seq`` (operator token), from the worker that owns it."""
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
-        return operator_refusal(self, request) or await from_owner(self, self.owner_answer(request, restaurant_id))
+        refusal = unaddressable(self, restaurant_id) or operator_refusal(self, request)
+        return refusal or await from_owner(self, self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
@@ -95,7 +103,8 @@ class RestaurantConnections(View):
     """The restaurant's tablets connected to its owner: since when, last acknowledgement."""
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
-        return operator_refusal(self, request) or await from_owner(self, self.owner_answer(request, restaurant_id))
+        refusal = unaddressable(self, restaurant_id) or operator_refusal(self, request)
+        return refusal or await from_owner(self, self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
@@ -110,6 +119,9 @@ class RestaurantEndpoint(View):
     """Where a tablet of this restaurant should connect (its tablet token, or an operator token)."""
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
+        refusal = unaddressable(self, restaurant_id)
+        if refusal is not None:
+            return refusal
         try:
             token = token_from_request(request)
             claims = verifier.verify(token)
@@ -174,6 +186,9 @@ class WorkerIdentity(View):
             "ready": worker_ready(),
         }
         restaurant_id = request.query.get("restaurantId")
+        refusal = unaddressable(self, restaurant_id)
+        if refusal is not None:
+            return refusal
         if restaurant_id:
             body["servesRestaurant"] = locate(restaurant_id).placement is Placement.LOCAL
         return self.json(body)

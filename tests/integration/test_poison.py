@@ -189,3 +189,10 @@ async def test_odd_but_valid_restaurant_ids_stay_addressable_by_operators(
         what="the order of a restaurant with an odd ID",
     )
     assert body["restaurantId"] == restaurant
+
+
+async def test_operator_and_worker_views_refuse_an_id_no_restaurant_can_have(shared_worker: Worker) -> None:
+    """A 4-8 KB restaurant ID once filled a routing cache, unauthenticated: now a 400 before any lookup."""
+    for path in (f"/api/restaurants/{'r' * 200}/pending-orders", f"/api/worker?restaurantId={'r' * 4000}"):
+        status, body = await shared_worker.get_json(path)
+        assert status == 400 and "restaurantId must be at most 128 characters" in body["error"], (path, body)

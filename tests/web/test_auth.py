@@ -311,3 +311,37 @@ def test_a_refused_token_is_not_remembered() -> None:
         with pytest.raises(AuthError):
             verifier.tablet(forged, "42")
     assert forged not in verifier._verified
+
+
+def test_an_es256_header_against_an_rsa_public_key_is_unauthorized_not_a_server_error() -> None:
+    """PyJWT raises InvalidKeyError (not an InvalidTokenError) when the header's algorithm does not fit the key."""
+    pytest.importorskip("cryptography")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    rsa_public = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    token = jwt.encode(claims("r1"), ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    with refused(HTTPStatus.UNAUTHORIZED, "invalid token"):
+        TokenVerifier(make_settings(jwt_public_key=rsa_public)).tablet(token, "r1")
+
+
+@pytest.mark.parametrize("exp", ["not a number", [1], None])
+def test_a_non_numeric_exp_is_unauthorized(exp: Any) -> None:
+    with refused(HTTPStatus.UNAUTHORIZED, "exp"):
+        verifier().tablet(hs256({**claims("r1"), "exp": exp}), "r1")
+
+
+def test_a_numeric_string_exp_is_checked_the_same_on_every_use() -> None:
+    """The verified-token cache compares exp with the clock on later uses: it must be a number there too."""
+    v = verifier()
+    token = hs256({**claims("r1"), "exp": str(int(time.time()) + 3600)})
+    for _ in range(2):
+        try:
+            assert v.tablet(token, "r1").restaurant_id == "r1"
+        except AuthError as refusal:  # refusing a string exp outright is as good, but never a TypeError
+            assert refusal.status == HTTPStatus.UNAUTHORIZED

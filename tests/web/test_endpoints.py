@@ -110,3 +110,17 @@ async def test_a_negotiation_expires_after_its_ttl_and_newer_ones_still_connect(
     await ws.send_str('{"protocol":"json","version":1}\x1e')
     assert (await ws.receive_str(timeout=10)) == "{}\x1e"
     await ws.close()
+
+
+@pytest.mark.parametrize("restaurant", ["r" * 129, "a%2Fb", "r%00"])
+@pytest.mark.parametrize("path", ["/ws/partner", "/partnerhub", "/partnerhub/negotiate"])
+async def test_a_restaurant_id_no_restaurant_can_have_is_refused_before_anything_else(
+    served: tuple[TestClient, Hub, list[Placement]], restaurant: str, path: str
+) -> None:
+    """It never reaches the token check, the ownership lookup or its cache: a clean 400 with the rule."""
+    client, _, answers = served
+    answers.append(Placement.UNAVAILABLE)  # would be 503 if the lookup ran
+    method = client.post if path.endswith("negotiate") else client.get
+    response = await method(f"{path}?restaurantId={restaurant}&access_token=whatever")
+    assert response.status == 400
+    assert "restaurantId" in (await response.json())["error"]
