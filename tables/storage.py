@@ -32,6 +32,10 @@ from .transitions import Outcome
 MAX_RECORD_BYTES = 512 * 1024
 
 
+#: Only a ResolvedOrder has this field: inside a JSON string a quote is escaped, so no text can forge it.
+_RESOLUTION_FIELD = b'"resolution":'
+
+
 class StorageWriteFailed(Exception):
     """The local store refused a write (disk full, I/O error): retry the same outcome, never skip the event."""
 
@@ -156,10 +160,17 @@ class PendingOrdersTable(RecordReader, faust.Table):
         return self.read_state(restaurant_id)
 
     def pending_orders(self, owned: Any) -> Iterator[PendingOrder]:
-        """Every pending order of the restaurants ``owned(restaurant_id)`` accepts, in this worker's store."""
-        for db in self._databases():
+        """Every pending order of the restaurants ``owned(restaurant_id)`` accepts, in this worker's store.
+
+        Reads the active partitions' databases only (standby copies are reported by their owners), and skips a
+        resolution marker by its bytes: a restaurant remembers up to 500 of them, not worth decoding.
+        """
+        store: Any = self.data
+        for db in store._dbs_for_actives():
             for key, raw in db.items():
                 if is_order_key(key):
+                    if _RESOLUTION_FIELD in raw:
+                        continue
                     record = decode_order(raw)
                     if isinstance(record, PendingOrder) and owned(record.restaurant_id):
                         yield record
