@@ -240,6 +240,8 @@ class WorkerUnseen(View):
             older_than = parse_duration(request.query.get("older_than", "60s"))
         except ValueError as exc:
             return error(self, HTTPStatus.BAD_REQUEST, str(exc))
+        if pending_orders.storage_failure is not None:
+            return not_ready(self)  # a partition database may be closed: no list can be trusted
         return self.json({"orders": local_unseen(older_than)})
 
 
