@@ -37,7 +37,7 @@ _RESOLUTION_FIELD = b'"resolution":'
 
 
 class StorageWriteFailed(Exception):
-    """The local store refused a write (disk full, I/O error): retry the same outcome, never skip the event."""
+    """The local store refused a write (disk full, I/O error); nothing was written: retry, never skip the event."""
 
 
 class RecordTooLarge(ValueError):

@@ -51,38 +51,40 @@ def recovery_state() -> dict[str, bool | str | None]:
     }
 
 
+def not_ready_reason() -> str | None:
+    """Why this worker may not serve its restaurants right now (for 503 bodies and /readyz), or None."""
+    if app.fence.fenced:
+        return f"this worker is {app.fence.reason()}"
+    failure = pending_orders.storage_failure
+    if failure is not None:
+        return f"this worker's local storage refuses writes (disk full?): {failure}"
+    recovered = app.tables.recovery.completed.is_set() and app.tables.actives_ready
+    if not recovered or app.rebalancing:
+        return "this worker is rebalancing or recovering its partitions"
+    return None
+
+
 def worker_ready() -> bool:
-    state = recovery_state()
-    return (
-        bool(state["firstRecoveryCompleted"])
-        and bool(state["activesReady"])
-        and not state["rebalancing"]
-        and state["storageFailure"] is None
-        and state["fenced"] is None
-    )
+    return not_ready_reason() is None
 
 
 def owner_url(restaurant_id: str) -> URL | None:
     """The URL the current assignment names as the restaurant's owner (whatever its readiness), if known."""
     try:
         return app.router.key_store(pending_orders.name, restaurant_id)
-    except (KeyError, TypeError):
+    except (KeyError, TypeError):  # TypeError: aiokafka's producer has no metadata for the changelog (yet)
         return None
 
 
 def locate(restaurant_id: str) -> Owner:
     """Where the restaurant's tablets must connect right now; never a stale or recovering owner."""
-    if app.fence.fenced:
-        return Owner(Placement.UNAVAILABLE, reason=f"this worker is {app.fence.reason()}")
-    if pending_orders.storage_failure is not None:
-        return Owner(Placement.UNAVAILABLE, reason="this worker's local storage refuses writes (disk full?)")
-    if not worker_ready():
-        return Owner(Placement.UNAVAILABLE, reason="this worker is rebalancing or recovering its partitions")
+    reason = not_ready_reason()
+    if reason is not None:
+        return Owner(Placement.UNAVAILABLE, reason=reason)
     if owns_partition(restaurant_id):
         return Owner(Placement.LOCAL)
-    try:
-        url = app.router.key_store(pending_orders.name, restaurant_id)
-    except (KeyError, TypeError):  # TypeError: aiokafka's producer has no metadata for the changelog (yet)
+    url = owner_url(restaurant_id)
+    if url is None:
         return Owner(Placement.UNAVAILABLE, reason="the restaurant's partition is not assigned yet")
     if (url.host, url.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
         # The assignment map says us, but we are not active for it: mid-handover.

@@ -25,7 +25,7 @@ from partner_stream.events import restaurant_id_problem
 from tables.queries import snapshot_payload, unseen_orders
 
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
-from .ownership import Placement, locate, owns_partition, recovery_state, worker_ready
+from .ownership import Placement, locate, not_ready_reason, owns_partition, recovery_state, worker_ready
 from .workers import OwnerUnreachable, internal_url, owners, public_url
 
 verifier = TokenVerifier(settings)
@@ -51,16 +51,8 @@ def unaddressable(view: View, restaurant_id: str | None) -> Response | None:
 
 
 def not_ready(view: View) -> Response:
-    return error(view, HTTPStatus.SERVICE_UNAVAILABLE, not_ready_reason(), **{"Retry-After": "1"})
-
-
-def not_ready_reason() -> str:
-    if app.fence.fenced:
-        return f"this worker is {app.fence.reason()}"
-    failure = pending_orders.storage_failure
-    if failure is not None:
-        return f"this worker's local storage refuses writes (disk full?): {failure}"
-    return "this worker is recovering its partitions"
+    reason = not_ready_reason() or "this worker is recovering its partitions"
+    return error(view, HTTPStatus.SERVICE_UNAVAILABLE, reason, **{"Retry-After": "1"})
 
 
 # -- per restaurant, answered by the owner ---------------------------------------------------
