@@ -109,3 +109,18 @@ def test_a_written_outcome_is_in_the_store_and_then_in_the_changelog(tmp_path: P
     table.write(apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY), 3, 0)
     assert sent == [keys.order_key("42", "a"), "42"]
     assert decode_head(db[b"42"]).seq == 1 and stamp_of(db[b"42"]) == Stamp(3, 1)
+
+
+def test_forgetting_persisted_offsets_makes_the_next_recovery_start_from_the_beginning(tmp_path: Path) -> None:
+    """After a fence: Faust reads no persisted offset, so it replays each partition's whole changelog."""
+    table = object.__new__(PendingOrdersTable)
+    store = PartitionStore(None)
+    store.offset_key = b"__faust\0offset__"  # type: ignore[attr-defined]
+    dbs = [rocksdict.Rdict(str(tmp_path / f"p{n}"), options=rocksdict.Options(raw_mode=True)) for n in range(2)]
+    for db in dbs:
+        db[store.offset_key] = b"41"  # type: ignore[attr-defined]
+        db[b"42"] = b"a head"
+    store._dbs = {0: dbs[0], 1: dbs[1]}  # type: ignore[attr-defined]
+    table._data = store  # type: ignore[attr-defined]
+    assert table.forget_persisted_offsets() == 2
+    assert all(db.get(b"__faust\0offset__") is None and db[b"42"] == b"a head" for db in dbs)
