@@ -30,6 +30,7 @@ from aiohttp import web
 
 from web.auth import AuthError, TokenVerifier, token_from_request
 from web.board import install_board_routes
+from web.cors import CorsPolicy
 
 from .samples import OrderPublisher
 from .settings import BrokerProfile, Settings, get_settings
@@ -40,7 +41,6 @@ ENV_FLAG = "PARTNER_STREAM_DEV_CENTRAL_HUB"
 ROUTE = "/api/orders/{order_id}/{action:accept|reject}"
 MAX_ID_LENGTH = 200
 MAX_REASON_LENGTH = 500
-ALLOWED_HEADERS = "authorization, content-type"
 
 
 def standin_enabled(settings: Settings, environ: Mapping[str, str] | None = None) -> bool:
@@ -55,6 +55,7 @@ class CentralHubStandin:
     def __init__(self, settings: Settings, publisher: OrderPublisher | None = None) -> None:
         self.settings = settings
         self.verifier = TokenVerifier(settings)
+        self.cors = CorsPolicy(settings.cors_origins)
         self._publisher = publisher
         self._started = False
         self._lock = asyncio.Lock()
@@ -83,14 +84,8 @@ class CentralHubStandin:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
-    def _cors(self, request: web.Request) -> dict[str, str]:
-        origin = request.headers.get("Origin")
-        if origin is None or ("*" not in self.settings.cors_origins and origin not in self.settings.cors_origins):
-            return {}
-        return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
-
     def _error(self, request: web.Request, status: HTTPStatus, reason: str) -> web.Response:
-        headers = self._cors(request)
+        headers = self.cors.headers(request)
         if status == HTTPStatus.UNAUTHORIZED:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
         if status == HTTPStatus.SERVICE_UNAVAILABLE:
@@ -98,17 +93,7 @@ class CentralHubStandin:
         return web.json_response({"error": reason}, status=int(status), headers=headers)
 
     async def preflight(self, request: web.Request) -> web.Response:
-        headers = self._cors(request)
-        if not headers:
-            return self._error(request, HTTPStatus.FORBIDDEN, "origin not allowed")
-        headers.update(
-            {
-                "Access-Control-Allow-Methods": "POST, OPTIONS",
-                "Access-Control-Allow-Headers": ALLOWED_HEADERS,
-                "Access-Control-Max-Age": "600",
-            }
-        )
-        return web.Response(status=204, headers=headers)
+        return self.cors.preflight(request, "POST, OPTIONS")
 
     async def handle(self, request: web.Request) -> web.Response:
         order_id = request.match_info["order_id"].strip()
@@ -137,7 +122,7 @@ class CentralHubStandin:
         log.info("CentralHub stand-in: %s order %s of restaurant %s", action, order_id, identity.restaurant_id)
         outcome = "accepted" if action == "accept" else "rejected"
         answer = {"orderId": order_id, "restaurantId": identity.restaurant_id, "status": outcome}
-        return web.json_response(answer, status=int(HTTPStatus.ACCEPTED), headers=self._cors(request))
+        return web.json_response(answer, status=int(HTTPStatus.ACCEPTED), headers=self.cors.headers(request))
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:

@@ -77,11 +77,11 @@ def worker(ctx: click.Context) -> None:
 def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, data_dir: Path) -> None:
     """Run the whole service locally: embedded broker + one worker (+ sample orders)."""
     _ctrl_c_stops()
-    from web.auth import DEV_JWT_SECRET, mint_tablet_token
+    from web.auth import mint_tablet_token
 
     from .local import WORKER_COMMAND, NotReady, wait_ready
     from .samples import generate_orders
-    from .settings import Settings
+    from .settings import DEV_JWT_SECRET, Settings
 
     embedded = EmbeddedBroker(port=broker_port)
     try:
@@ -101,6 +101,8 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         "PARTNER_STREAM_JWT_SECRET": os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
         # Dev only: a stand-in for CentralHub's accept/reject API, so the board's buttons work.
         "PARTNER_STREAM_DEV_CENTRAL_HUB": "1",
+        # The one place the published dev secret is accepted (with the embedded broker only).
+        "PARTNER_STREAM_DEV_STACK": "1",
     }
     worker_process = subprocess.Popen(WORKER_COMMAND, env=env)
     base = f"http://127.0.0.1:{web_port}"
@@ -182,9 +184,9 @@ def order_reject(restaurant: str, order_id: str, reason: str | None) -> None:
 @click.option("--ttl", default="12h", show_default=True, help="Lifetime: seconds, or with s/m/h/d suffix.")
 def token(restaurant: str | None, operator: bool, ttl: str) -> None:
     """Mint a tablet or operator token (HS256) with PARTNER_STREAM_JWT_SECRET, or the dev secret if unset."""
-    from web.auth import DEV_JWT_SECRET, mint_operator_token, mint_tablet_token
+    from web.auth import mint_operator_token, mint_tablet_token
 
-    from .settings import get_settings
+    from .settings import DEV_JWT_SECRET, get_settings
 
     settings = get_settings()
     secret = settings.jwt_secret

@@ -11,9 +11,9 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "PARTNER_STREAM_"
@@ -102,8 +102,12 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="Required `iss` claim, if set.")
     jwt_restaurant_claim: str = Field("restaurantId", description="Claim that names the tablet's restaurant.")
     cors_origins: list[str] = Field(
-        default_factory=lambda: ["*"],
-        description="Origins allowed to negotiate cross-origin (and to open sockets); `*` reflects any origin.",
+        default_factory=list,
+        description="Origins besides the worker's own that may call it from a browser (negotiate, sockets). "
+        "Listed origins get credentialed CORS; `*` admits any origin, without credentials. Empty: same origin only.",
+    )
+    dev_stack: bool = Field(
+        False, description="Set by `partner-stream dev` only: allows the published dev JWT secret (embedded broker)."
     )
     hub_ping_interval: float = Field(10.0, gt=0, description="Seconds between server pings (SignalR needs <= 15).")
     hub_client_timeout: float = Field(30.0, gt=0, description="Close a socket silent for this many seconds.")
@@ -111,11 +115,60 @@ class Settings(BaseSettings):
         256, ge=8, description="Outbound messages buffered per socket; a tablet further behind is told to resync."
     )
     hub_max_message_bytes: int = Field(64 * 1024, ge=1024, description="Largest WebSocket frame accepted.")
+    hub_requests_per_second: float = Field(
+        20.0, gt=0, description="Requests a tablet socket may make per second (pings excluded); more are refused."
+    )
+    hub_request_burst: int = Field(40, ge=1, description="Requests a tablet socket may make at once above that rate.")
+    hub_acks_per_second: float = Field(
+        5.0, gt=0, description="Acknowledgements a tablet socket may send per second (each is a Kafka write)."
+    )
+    hub_ack_burst: int = Field(20, ge=1, description="Acknowledgements a tablet socket may send at once.")
+    hub_negotiation_ttl: float = Field(
+        30.0, gt=0, description="Seconds a SignalR negotiation waits for its socket before it is forgotten."
+    )
+    hub_max_negotiations: int = Field(
+        10_000, ge=1, description="Pending SignalR negotiations per worker; more are refused with 503."
+    )
+    hub_max_negotiations_per_restaurant: int = Field(
+        50, ge=1, description="Pending SignalR negotiations per restaurant; more are refused with 429."
+    )
+
+    # --- HTTP server --------------------------------------------------------------
+    http_idle_timeout: float = Field(
+        15.0,
+        gt=0,
+        description="Close an HTTP connection that has not sent a complete request for this long (idle keep-alive, "
+        "slow headers, a connection held open after a refusal). Open WebSockets are not affected.",
+    )
+    http_max_connections: int | None = Field(
+        None,
+        ge=16,
+        description="Open TCP connections (sockets included) the worker accepts; more are closed at once. "
+        "Unset: the open-file limit minus a reserve for Kafka, RocksDB and logs.",
+    )
 
     @model_validator(mode="after")
     def _transactions_need_kafka(self) -> Settings:
         if self.embedded and self.processing_guarantee == "exactly_once":
             raise ValueError("exactly_once needs Kafka transactions, which the embedded broker does not have")
+        return self
+
+    @model_validator(mode="after")
+    def _no_published_secret(self) -> Settings:
+        """A secret printed in our docs or compose file mints operator tokens for anyone who read them."""
+        secret = self.jwt_secret
+        if secret is None:
+            return self
+        if secret.strip() in PUBLISHED_JWT_SECRETS and not (self.dev_stack and self.embedded):
+            raise ValueError(
+                "PARTNER_STREAM_JWT_SECRET is a published example secret; anyone can mint operator tokens with it. "
+                "Set a private one (e.g. `openssl rand -hex 32`); only `partner-stream dev` may use the dev secret"
+            )
+        if len(secret.encode()) < MIN_JWT_SECRET_BYTES:
+            raise ValueError(
+                f"PARTNER_STREAM_JWT_SECRET is {len(secret.encode())} bytes; HS256 needs at least "
+                f"{MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
+            )
         return self
 
     @property
@@ -135,6 +188,38 @@ class Settings(BaseSettings):
 EMBEDDED_FETCH_MAX_WAIT_MS = 5
 
 
+#: Secret the dev stack signs with; ``partner-stream dev`` sets it, and no other worker accepts it.
+DEV_JWT_SECRET = "partner-stream-dev-secret-do-not-use-in-production"
+#: Secrets that appear in this repository (the dev stack's, the old compose fallback) or in every tutorial.
+PUBLISHED_JWT_SECRETS = frozenset(
+    {
+        DEV_JWT_SECRET,
+        "change-me-in-production",
+        "changeme",
+        "change-me",
+        "secret",
+        "your-256-bit-secret",
+    }
+)
+#: RFC 7518 3.2: an HS256 key must be at least as long as the hash (PyJWT warns below that).
+MIN_JWT_SECRET_BYTES = 32
+
+
+class SettingsRefused(SystemExit):
+    """The environment names settings the worker must not run with; the message says which and why."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment, or exit with one readable line per problem (no traceback)."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(error)}" for error in exc.errors())
+        raise SettingsRefused(f"partner-stream: refusing to start, the settings are invalid:\n{problems}") from None
+
+
+def _describe(error: Any) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()))
+    message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    return f"{ENV_PREFIX}{location.upper()}: {message}" if location else message

@@ -233,4 +233,3 @@ class _Overlay:
     def ring(self, restaurant_id: str, slot: int) -> str | None:
         written = self._writes.get(ring_key(restaurant_id, slot))
         return written if isinstance(written, str) else self._records.ring(restaurant_id, slot)
-

@@ -14,8 +14,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from partner_stream.broker import EmbeddedBroker, free_port, port_accepts
+from partner_stream.settings import DEV_JWT_SECRET
 from tests.support.polling import eventually
-from web.auth import DEV_JWT_SECRET
 
 CLI = [sys.executable, "-m", "partner_stream.cli"]
 SECRET = "a-test-secret-that-is-at-least-32-bytes-long"

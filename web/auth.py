@@ -22,9 +22,6 @@ from partner_stream.settings import Settings
 
 from .protocols.messages import coerce_id
 
-#: Secret the dev stack signs with; ``partner-stream dev`` sets it, nothing else does.
-DEV_JWT_SECRET = "partner-stream-dev-secret-do-not-use-in-production"
-
 
 class AuthError(Exception):
     """A request that must be refused before any upgrade, with an HTTP status and a clear reason."""

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from web.budget import TokenBucket
 from web.protocols import Codec, LocalProtocolError
 from web.protocols.disconnects import RESYNC, Disconnect
 from web.protocols.messages import Close, Outbound
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: How long a closing connection may take to flush its Close message before we cut it.
 CLOSE_GRACE_SECONDS = 5.0
+#: Most text one write gathers from the queue (SignalR batches records into one frame).
+BATCH_BYTES = 64 * 1024
 
 
 #: Connection ids are for logs and the operator API, not secrets: a per-process random prefix keeps them
@@ -58,8 +61,10 @@ class Connection:
         "_batch_records",
         "_queue",
         "_queue_size",
+        "_queued_snapshot",
         "_transport",
         "_writer",
+        "ack_budget",
         "close_reason",
         "codec",
         "connected_at",
@@ -68,6 +73,7 @@ class Connection:
         "last_received",
         "last_sent",
         "protocol",
+        "request_budget",
         "restaurant_id",
         "status",
         "ws",
@@ -102,6 +108,11 @@ class Connection:
         self.close_reason: Disconnect | None = None
         #: Created by the first message of a burst, dropped when the writer drained it.
         self._queue: deque[Outbound] | None = None
+        #: The requested snapshot (or snapshot reply) queued and not yet encoded: one at a time per socket.
+        self._queued_snapshot: Outbound | None = None
+        #: Token buckets of this socket's requests and acknowledgements, created by the hub on first use.
+        self.request_budget: TokenBucket | None = None
+        self.ack_budget: TokenBucket | None = None
         self._queue_size = queue_size
         #: SignalR allows several records per frame: one write per burst instead of one per message.
         self._batch_records = batch_records
@@ -132,6 +143,21 @@ class Connection:
         self._ensure_writer()
         return True
 
+    def offer_snapshot(self, message: Outbound) -> bool:
+        """Queue a snapshot (or a reply carrying one) unless one is already waiting to be sent.
+
+        A snapshot can be megabytes for a busy restaurant: a client asking again before the last one
+        left must not multiply that. The one queued is as good: every change after it is queued too.
+        """
+        if self._queued_snapshot is not None or not self.offer(message):
+            return False
+        self._queued_snapshot = message
+        return True
+
+    @property
+    def snapshot_queued(self) -> bool:
+        return self._queued_snapshot is not None
+
     def disconnect(self, reason: Disconnect) -> None:
         """Tell the client why, then close; pending messages are dropped (the client will resync)."""
         if self.status is not ConnectionStatus.OPEN:
@@ -140,6 +166,7 @@ class Connection:
         self.close_reason = reason
         # Queued messages are dropped; the Close goes next, even if a write is in flight.
         self._queue = deque([Close(reason)])
+        self._queued_snapshot = None
         self._ensure_writer()
         # A tablet that does not read can block the writer forever: cut it after a grace period.
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._abort_if_stuck)
@@ -175,6 +202,7 @@ class Connection:
     def _finish(self) -> None:
         self.status = ConnectionStatus.CLOSED
         self._queue = None
+        self._queued_snapshot = None
 
     def _ensure_writer(self) -> None:
         if self._writer is None:
@@ -188,8 +216,9 @@ class Connection:
                     self._finish()
                     return
             self._queue = None
-        except (ConnectionResetError, RuntimeError) as exc:
-            # The peer went away mid-send; the reader notices and unregisters.
+        except (ConnectionError, RuntimeError) as exc:
+            # The peer went away mid-send (aiohttp raises a ConnectionResetError subclass, or RuntimeError
+            # once the transport is closing); the reader notices and unregisters. Routine: no traceback.
             log.debug("%r: send failed: %s", self, exc)
             self._finish()
         except asyncio.CancelledError:
@@ -208,21 +237,26 @@ class Connection:
         """Send what is queued; False once the Close message went out (the socket is then closed)."""
         queue = self._queue
         assert queue is not None
-        batch: list[Outbound] = []
-        while queue:
-            batch.append(queue.popleft())
-            if not self._batch_records:
-                break
         closing: Close | None = None
         frames: list[str] = []
-        for message in batch:
+        size = 0
+        # One write per burst, but never more than BATCH_BYTES in one (bar a single large message): a
+        # batch is one string in memory, and the next one is only encoded once this one was written.
+        while queue and size < BATCH_BYTES:
+            message = queue.popleft()
+            if message is self._queued_snapshot:
+                self._queued_snapshot = None
             try:
-                frames.append(self.codec.send(message))
+                frame = self.codec.send(message)
             except LocalProtocolError as exc:
                 log.error("%r: cannot encode %s: %s", self, type(message).__name__, exc)
                 continue
+            frames.append(frame)
+            size += len(frame)
             if isinstance(message, Close):
                 closing = message
+                break
+            if not self._batch_records:
                 break
         if frames:
             await self.ws.send_str("".join(frames) if self._batch_records else frames[0])

@@ -14,10 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
-from collections import OrderedDict
-from dataclasses import dataclass
 from functools import partial
 from http import HTTPStatus
 
@@ -27,12 +24,14 @@ from partner_stream.events import restaurant_id_problem
 from partner_stream.settings import Settings
 
 from . import metrics
-from .auth import AuthError, TabletIdentity, TokenVerifier, token_from_request
+from .auth import LEEWAY_SECONDS, AuthError, TabletIdentity, TokenVerifier, token_from_request
 from .connection import Connection, new_connection_id
+from .cors import CorsPolicy
 from .hub import Hub
+from .negotiations import NegotiationRefused, PendingNegotiations
 from .ownership import Owner, Placement, locate
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
-from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, UNAUTHORIZED, UNAVAILABLE
+from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, TOKEN_EXPIRED, UNAVAILABLE
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
 from .relay import RELAYED_HEADER, Relay, RelayRefused
 from .workers import OwnerUnreachable, owners
@@ -43,15 +42,8 @@ SIGNALR_PATH = "/partnerhub"
 PLAIN_PATH = "/ws/partner"
 #: A SignalR client must send its handshake this soon after the upgrade.
 HANDSHAKE_TIMEOUT = 15.0
-#: A negotiated connection token must be used this soon (the client connects right away).
-NEGOTIATION_TTL = 60.0
-CORS_ALLOWED_HEADERS = "authorization, content-type, x-requested-with, x-signalr-user-agent"
-
-
-@dataclass(frozen=True, slots=True)
-class Negotiation:
-    restaurant_id: str
-    expires_at: float
+#: Our connection tokens are 22 characters; anything much longer is not one of them.
+MAX_CONNECTION_TOKEN_LENGTH = 64
 
 
 class TabletEndpoints:
@@ -62,8 +54,12 @@ class TabletEndpoints:
         self.settings = settings
         #: Shared with the operator views, so a worker keeps one cache of verified tokens.
         self.verifier = verifier or TokenVerifier(settings)
-        #: Oldest first (one TTL for all), so expiry only ever looks at the front.
-        self._negotiations: OrderedDict[str, Negotiation] = OrderedDict()
+        self.cors = CorsPolicy(settings.cors_origins)
+        self.negotiations = PendingNegotiations(
+            ttl=settings.hub_negotiation_ttl,
+            limit=settings.hub_max_negotiations,
+            per_restaurant=settings.hub_max_negotiations_per_restaurant,
+        )
         self.relay = Relay(settings.hub_max_message_bytes)
 
     def install(self, web_app: web.Application) -> None:
@@ -85,21 +81,10 @@ class TabletEndpoints:
             raise AuthError(HTTPStatus.BAD_REQUEST, problem)
         return self.verifier.tablet(token_from_request(request), restaurant_id)
 
-    def _origin_allowed(self, request: web.Request) -> bool:
-        origin = request.headers.get("Origin")
-        return origin is None or "*" in self.settings.cors_origins or origin in self.settings.cors_origins
-
-    def _cors_headers(self, request: web.Request) -> dict[str, str]:
-        origin = request.headers.get("Origin")
-        if origin is None or not self._origin_allowed(request):
-            return {}
-        # Credentialed requests need the exact origin, never "*".
-        return {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true", "Vary": "Origin"}
-
     def _refuse(self, status: HTTPStatus, reason: str, request: web.Request, **extra: object) -> web.Response:
         metrics.REFUSED.labels(status=str(int(status))).inc()
-        headers = self._cors_headers(request)
-        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+        headers = self.cors.headers(request)
+        if status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
             headers["Retry-After"] = "1"
         if status == HTTPStatus.UNAUTHORIZED:
             headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
@@ -107,8 +92,8 @@ class TabletEndpoints:
 
     def _admission(self, request: web.Request) -> tuple[TabletIdentity, Owner] | web.Response:
         """Authenticate and locate the owner (LOCAL or REMOTE), or the refusal to answer with."""
-        if not self._origin_allowed(request):
-            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
+        if not self.cors.allows(request):
+            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed (see PARTNER_STREAM_CORS_ORIGINS)", request)
         try:
             identity = self._authorize(request)
         except AuthError as exc:
@@ -124,15 +109,7 @@ class TabletEndpoints:
     # -- SignalR negotiate ------------------------------------------------------------------
 
     async def negotiate_preflight(self, request: web.Request) -> web.Response:
-        if not self._origin_allowed(request):
-            return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed", request)
-        headers = {
-            **self._cors_headers(request),
-            "Access-Control-Allow-Methods": "POST, OPTIONS",
-            "Access-Control-Allow-Headers": CORS_ALLOWED_HEADERS,
-            "Access-Control-Max-Age": "600",
-        }
-        return web.Response(status=204, headers=headers)
+        return self.cors.preflight(request, "POST, OPTIONS")
 
     async def negotiate(self, request: web.Request) -> web.Response:
         admitted = self._admission(request)
@@ -149,23 +126,19 @@ class TabletEndpoints:
             query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
             url = base.with_path(SIGNALR_PATH).with_query(query)
             body = {"url": str(url), "accessToken": token_from_request(request)}
-            return web.json_response(body, headers=self._cors_headers(request))
-        self._expire_negotiations()
-        connection_token = secrets.token_urlsafe(16)
-        self._negotiations[connection_token] = Negotiation(identity.restaurant_id, time.monotonic() + NEGOTIATION_TTL)
+            return web.json_response(body, headers=self.cors.headers(request))
+        try:
+            connection_token = self.negotiations.open(identity.restaurant_id)
+        except NegotiationRefused as refused:
+            status = HTTPStatus.TOO_MANY_REQUESTS if refused.per_restaurant else HTTPStatus.SERVICE_UNAVAILABLE
+            return self._refuse(status, refused.reason, request)
         body = {
             "connectionId": new_connection_id(),  # shown to the client for logging; not a secret
             "connectionToken": connection_token,
             "negotiateVersion": 1,
             "availableTransports": [{"transport": "WebSockets", "transferFormats": ["Text"]}],
         }
-        return web.json_response(body, headers=self._cors_headers(request))
-
-    def _expire_negotiations(self) -> None:
-        now = time.monotonic()
-        negotiations = self._negotiations
-        while negotiations and negotiations[next(iter(negotiations))].expires_at < now:
-            negotiations.popitem(last=False)
+        return web.json_response(body, headers=self.cors.headers(request))
 
     # -- sockets -------------------------------------------------------------------------
 
@@ -183,14 +156,12 @@ class TabletEndpoints:
         if protocol == "plain":
             return await self._serve(request, identity, PlainCodec(), protocol=protocol)
         connection_token = request.query.get("id")
-        if connection_token is not None:  # absent for skipNegotiation clients
-            negotiation = self._negotiations.pop(connection_token, None)
-            if (
-                negotiation is None
-                or negotiation.expires_at < time.monotonic()
-                or negotiation.restaurant_id != identity.restaurant_id
-            ):
-                return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
+        # Absent for skipNegotiation clients. Bounded before the lookup: no token of ours is longer.
+        if connection_token is not None and (
+            len(connection_token) > MAX_CONNECTION_TOKEN_LENGTH
+            or not self.negotiations.redeem(connection_token, identity.restaurant_id)
+        ):
+            return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
         return await self._serve(request, identity, SignalRCodec(), protocol=protocol)
 
     async def _serve(
@@ -292,8 +263,15 @@ class TabletEndpoints:
 
 
 def _close_when_token_expires(connection: Connection, identity: TabletIdentity) -> asyncio.TimerHandle | None:
-    """A token is checked at connect; an open socket must not outlive it (close 4501, no reconnect)."""
+    """A token is checked at connect; an open socket must not outlive it.
+
+    The close lets the client reconnect (as ASP.NET's ``CloseOnAuthenticationExpiration``): the SignalR
+    client then calls its ``accessTokenFactory`` again, so a tablet with a renewable token carries on.
+    A client whose token cannot be renewed is refused with 401 on that reconnect.
+    """
     if identity.expires_at is None:
         return None
-    delay = max(0.0, float(identity.expires_at) - time.time())
-    return asyncio.get_running_loop().call_later(delay, connection.disconnect, UNAUTHORIZED)
+    # At the end of the verifier's leeway, not at ``exp``: a reconnect with the same token is then refused,
+    # never accepted and closed again at once (a loop for a client that caches its token).
+    delay = max(0.0, float(identity.expires_at) + LEEWAY_SECONDS - time.time())
+    return asyncio.get_running_loop().call_later(delay, connection.disconnect, TOKEN_EXPIRED)

@@ -27,6 +27,7 @@ from tables.queries import change_name, change_payload, snapshot_payload
 from tables.transitions import Change
 
 from . import metrics
+from .budget import DEFAULT_BUDGET, ClientBudget, TokenBucket
 from .connection import Connection
 from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, UNAVAILABLE, Disconnect
 from .protocols.messages import (
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 
 #: A keep-alive round is spread over this many slices of the ping interval.
 PING_SLICES = 20
+SNAPSHOT_QUEUED = "a snapshot is already queued for this connection; it arrives before any later change"
 
 SnapshotReader = Callable[[str], RestaurantOrders]
 AckSink = Callable[[str, str], Awaitable[None]]
@@ -74,9 +76,11 @@ class Hub(mode.Service):
         owns: OwnershipTest,
         ping_interval: float = 10.0,
         client_timeout: float = 30.0,
+        budget: ClientBudget = DEFAULT_BUDGET,
         **kwargs: object,
     ) -> None:
         super().__init__(**kwargs)
+        self.budget = budget
         self._read_snapshot = read_snapshot
         self._submit_ack = submit_ack
         self._owns = owns
@@ -95,6 +99,7 @@ class Hub(mode.Service):
         snapshot = self._snapshot(connection.restaurant_id)
         self._by_restaurant[connection.restaurant_id].add(connection)
         metrics.connections(protocol=connection.protocol).inc()
+        # Not counted as a requested snapshot: a client may ask for one right after connecting.
         connection.offer(snapshot)
 
     def detach(self, connection: Connection) -> None:
@@ -169,34 +174,73 @@ class Hub(mode.Service):
 
     async def _react(self, connection: Connection, message: Inbound) -> None:
         match message:
-            case ClientPing():
-                pass
+            case ClientPing() | ClientClosed():
+                return  # free: a ping only proves the client is alive; the reader ends on close
+            case _ if not self._within_budget(connection):
+                self._refuse(connection, message, "requests", self._request_refusal(connection))
             case SnapshotRequested(reply_to=reply_to):
-                snapshot = self._snapshot(connection.restaurant_id)
-                if reply_to is None:
-                    connection.offer(snapshot)
-                else:
-                    connection.offer(Reply(reply_to, result=snapshot_reply(snapshot)))
+                self._send_snapshot(connection, reply_to)
             case Resume(seq=seq):
-                snapshot = self._snapshot(connection.restaurant_id)
-                if seq != snapshot.seq:
-                    connection.offer(snapshot)
+                if seq != self._snapshot(connection.restaurant_id).seq:
+                    self._send_snapshot(connection, None)
             case Acknowledge(order_id=order_id, reply_to=reply_to):
-                try:
-                    await self._submit_ack(connection.restaurant_id, order_id)
-                except Exception:  # the broker is unreachable: tell the tablet, keep the socket
-                    log.exception("could not record acknowledgement of %s for %r", order_id, connection)
-                    if reply_to is not None:
-                        connection.offer(Reply(reply_to, error="acknowledgement not recorded; retry"))
-                    return
-                connection.last_ack = (order_id, time.time())
-                if reply_to is not None:
-                    connection.offer(Reply(reply_to, result=None))
+                await self._acknowledge(connection, order_id, reply_to)
             case InvalidInvocation(reply_to=reply_to, error=error):
                 if reply_to is not None:
                     connection.offer(Reply(reply_to, error=error))
-            case ClientClosed():
-                pass  # the reader loop ends when the socket closes
+
+    def _send_snapshot(self, connection: Connection, reply_to: str | None) -> None:
+        """Queue the restaurant's snapshot, unless one is already queued for this socket (then refuse a reply)."""
+        if connection.snapshot_queued:
+            # What is queued is as good (every later change is queued behind it); only say so if asked.
+            self._refuse(connection, SnapshotRequested(reply_to), "snapshot_queued", SNAPSHOT_QUEUED)
+            return
+        snapshot = self._snapshot(connection.restaurant_id)
+        connection.offer_snapshot(snapshot if reply_to is None else Reply(reply_to, result=snapshot_reply(snapshot)))
+
+    async def _acknowledge(self, connection: Connection, order_id: str, reply_to: str | None) -> None:
+        if connection.last_ack is not None and connection.last_ack[0] == order_id:
+            # A repeat (a client retrying a reply it missed): already on its way to the table, no second write.
+            if reply_to is not None:
+                connection.offer(Reply(reply_to, result=None))
+            return
+        if connection.ack_budget is None:
+            connection.ack_budget = TokenBucket(self.budget.acknowledgements)
+        if not connection.ack_budget.take():
+            rate = self.budget.acknowledgements.per_second
+            retry = connection.ack_budget.retry_after()
+            reason = f"too many acknowledgements (at most {rate:g} per second); retry in {retry:.1f} s"
+            self._refuse(connection, Acknowledge(order_id, reply_to), "acknowledgements", reason)
+            return
+        try:
+            await self._submit_ack(connection.restaurant_id, order_id)
+        except Exception:  # the broker is unreachable: tell the tablet, keep the socket
+            log.exception("could not record acknowledgement of %s for %r", order_id, connection)
+            if reply_to is not None:
+                connection.offer(Reply(reply_to, error="acknowledgement not recorded; retry"))
+            return
+        connection.last_ack = (order_id, time.time())
+        if reply_to is not None:
+            connection.offer(Reply(reply_to, result=None))
+
+    def _within_budget(self, connection: Connection) -> bool:
+        if connection.request_budget is None:
+            connection.request_budget = TokenBucket(self.budget.requests)
+        return connection.request_budget.take()
+
+    def _request_refusal(self, connection: Connection) -> str:
+        assert connection.request_budget is not None
+        rate = self.budget.requests.per_second
+        retry = connection.request_budget.retry_after()
+        return f"too many requests (at most {rate:g} per second); retry in {retry:.1f} s"
+
+    @staticmethod
+    def _refuse(connection: Connection, message: Inbound, reason_label: str, error: str) -> None:
+        """Answer a refused request with an error if it asked for an answer; count it either way."""
+        metrics.refused_requests(reason=reason_label).inc()
+        reply_to = getattr(message, "reply_to", None)
+        if reply_to is not None:
+            connection.offer(Reply(reply_to, error=error))
 
     # -- keep-alive and shutdown ----------------------------------------------------------
 

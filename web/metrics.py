@@ -12,9 +12,15 @@ REFUSED = Counter("partner_stream_connections_refused_total", "Tablet connection
 PROTOCOL_ERRORS = Counter(
     "partner_stream_protocol_errors_total", "Tablet connections closed for breaking the protocol.", ["protocol"]
 )
+REFUSED_REQUESTS = Counter(
+    "partner_stream_tablet_requests_refused_total",
+    "Tablet requests refused without closing the socket: over the rate budget, or a snapshot already queued.",
+    ["reason"],
+)
 RELAYS = Gauge("partner_stream_relayed_connections", "Tablet sockets relayed from this worker to their owner.")
 
 # Children bound once per label value (``labels()`` takes a lock and validates its arguments), for the
 # calls made on every connect, disconnect and pushed change.
 connections = cache(CONNECTIONS.labels)
 pushes = cache(PUSHES.labels)
+refused_requests = cache(REFUSED_REQUESTS.labels)

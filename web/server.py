@@ -25,6 +25,7 @@ from partner_stream.central_hub_standin import install_board_and_dev_routes
 from partner_stream.events import OrderAcknowledged, encode_internal
 
 from . import views
+from .budget import ClientBudget
 from .endpoints import TabletEndpoints
 from .hub import Hub
 from .ownership import owner_url, owns_partition
@@ -46,6 +47,7 @@ hub = Hub(
     owns=owns_partition,
     ping_interval=settings.hub_ping_interval,
     client_timeout=settings.hub_client_timeout,
+    budget=ClientBudget.from_settings(settings),
 )
 endpoints = TabletEndpoints(hub, settings, views.verifier)
 app.add_dependency(hub)

@@ -11,8 +11,9 @@ from pathlib import Path
 import aiohttp
 
 from partner_stream.broker import free_port
+from partner_stream.settings import DEV_JWT_SECRET
 from tests.support.polling import eventually
-from web.auth import DEV_JWT_SECRET, mint_operator_token
+from web.auth import mint_operator_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

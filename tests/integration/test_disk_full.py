@@ -64,9 +64,7 @@ async def readiness(worker: Worker) -> tuple[int, dict]:
 
 
 @pytest.fixture
-async def worker_on_small_disk(
-    broker: EmbeddedBroker, small_disk: Path, artifacts_dir: Path
-) -> AsyncIterator[Worker]:
+async def worker_on_small_disk(broker: EmbeddedBroker, small_disk: Path, artifacts_dir: Path) -> AsyncIterator[Worker]:
     worker = new_worker(broker, small_disk, artifacts_dir, "diskfull")
     await worker.start()
     yield worker

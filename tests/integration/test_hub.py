@@ -128,20 +128,26 @@ async def test_refusals_have_status_and_reason(
                 assert message in (await response.json())["error"]
 
 
-async def test_negotiate_answers_cors_preflight_with_the_exact_origin(shared_worker: Worker) -> None:
-    headers = {
-        "Origin": "http://localhost:5173",
+async def test_by_default_only_the_workers_own_origin_may_negotiate_or_open_a_socket(shared_worker: Worker) -> None:
+    """Secure default: a page on another origin is refused, the board's own origin gets credentialed CORS."""
+    preflight = {
         "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization,x-requested-with,x-signalr-user-agent",
     }
-    async with (
-        aiohttp.ClientSession() as session,
-        session.options(f"{shared_worker.base_url}/partnerhub/negotiate?restaurantId=1", headers=headers) as response,
-    ):
-        assert response.status == 204
-        assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:5173"
-        assert response.headers["Access-Control-Allow-Credentials"] == "true"
-        assert "x-signalr-user-agent" in response.headers["Access-Control-Allow-Headers"]
+    negotiate = f"{shared_worker.base_url}/partnerhub/negotiate?restaurantId=1"
+    async with aiohttp.ClientSession() as session:
+        async with session.options(negotiate, headers={"Origin": shared_worker.base_url, **preflight}) as response:
+            assert response.status == 204
+            assert response.headers["Access-Control-Allow-Origin"] == shared_worker.base_url
+            assert response.headers["Access-Control-Allow-Credentials"] == "true"
+            assert "x-signalr-user-agent" in response.headers["Access-Control-Allow-Headers"]
+        async with session.options(negotiate, headers={"Origin": "http://evil.example", **preflight}) as response:
+            assert response.status == 403 and "origin not allowed" in (await response.json())["error"]
+            assert "Access-Control-Allow-Origin" not in response.headers
+        token = tablet_token("1")
+        socket = f"{shared_worker.base_url}/ws/partner?restaurantId=1&access_token={token}"
+        async with session.get(socket, headers={"Origin": "http://evil.example"}) as response:
+            assert response.status == 403
 
 
 # -- the plain protocol ---------------------------------------------------------------------
@@ -297,13 +303,25 @@ async def test_tokens_never_appear_in_the_worker_log(shared_worker: Worker) -> N
     assert token not in log_text
 
 
-async def test_socket_is_closed_when_its_token_expires(shared_worker: Worker) -> None:
+async def test_socket_is_closed_when_its_token_expires_and_only_a_fresh_token_gets_back_in(
+    shared_worker: Worker,
+) -> None:
+    """The close says "reconnect" (so a client renews its token, as with ASP.NET); the stale token gets 401."""
     restaurant = restaurant_id()
-    tablet = await PlainTablet.connect(shared_worker, restaurant, token=tablet_token(restaurant, ttl=2))
+    stale = tablet_token(restaurant, ttl=2)
+    tablet = await PlainTablet.connect(shared_worker, restaurant, token=stale)
     try:
         await tablet.wait_for("PendingOrders")
         code, _ = await tablet.wait_closed(timeout=30)
-        assert code == 4501
-        assert tablet.of_type("close")[-1]["reconnect"] is False
+        assert code == 4006
+        assert tablet.of_type("close")[-1]["reconnect"] is True
     finally:
         await tablet.session.close()
+    url = f"{shared_worker.base_url}/ws/partner?restaurantId={restaurant}&access_token={stale}"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 401 and "expired" in (await response.json())["error"]
+    renewed = await PlainTablet.connect(shared_worker, restaurant, token=tablet_token(restaurant))
+    try:
+        await renewed.wait_for("PendingOrders")
+    finally:
+        await renewed.close()

@@ -230,6 +230,7 @@ def test_any_interleaving_with_duplicates_gives_the_clean_final_state(fates: lis
     actual = run(list(shuffled))
 
     assert pending_ids(actual) == pending_ids(expected)
+
     def resolutions(table: MemoryTable) -> dict[bytes, bytes]:
         return {key: payload_of(raw) for key, raw in table.data.items() if b"resolution" in raw}
 

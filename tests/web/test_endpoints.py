@@ -15,6 +15,7 @@ from aiohttp.web import Application
 from partner_stream.settings import Settings
 from tables.model import RestaurantOrders
 from web import endpoints as endpoints_module
+from web import negotiations as negotiations_module
 from web.auth import mint_tablet_token
 from web.endpoints import TabletEndpoints
 from web.hub import Hub
@@ -83,11 +84,12 @@ async def test_a_socket_on_the_owner_gets_its_snapshot(served: tuple[TestClient,
 async def test_a_negotiation_expires_after_its_ttl_and_newer_ones_still_connect(
     served: tuple[TestClient, Hub, list[Placement]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A connection token is good for NEGOTIATION_TTL seconds; expiring old ones never drops a newer one."""
+    """A connection token is good for the negotiation TTL; expiring old ones never drops a newer one."""
     client, _, _ = served
     token = mint_tablet_token("r3", SECRET)
     clock = [1000.0]
-    monkeypatch.setattr(endpoints_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(negotiations_module.time, "monotonic", lambda: clock[0])
+    ttl = Settings(jwt_secret=SECRET).hub_negotiation_ttl
 
     async def negotiate() -> str:
         response = await client.post(f"/partnerhub/negotiate?negotiateVersion=1&restaurantId=r3&access_token={token}")
@@ -96,9 +98,9 @@ async def test_a_negotiation_expires_after_its_ttl_and_newer_ones_still_connect(
 
     oldest = await negotiate()
     old = await negotiate()
-    clock[0] += endpoints_module.NEGOTIATION_TTL / 2
+    clock[0] += ttl / 2
     fresh = await negotiate()
-    clock[0] += endpoints_module.NEGOTIATION_TTL / 2 + 1  # oldest and old are past their TTL, fresh is not
+    clock[0] += ttl / 2 + 1  # oldest and old are past their TTL, fresh is not
 
     # Refused when used late, whether or not a newer negotiation has swept it away yet.
     expired = await client.get(f"/partnerhub?restaurantId=r3&id={oldest}&access_token={token}")

@@ -59,6 +59,8 @@ NOT_OWNER: Final = Disconnect(4002, "restaurant moved to another worker", True)
 UNAVAILABLE: Final = Disconnect(4003, "restaurant's partition is recovering", True)
 CLIENT_TIMEOUT: Final = Disconnect(4004, "no message from client for 30 s", True)
 INTERNAL_ERROR: Final = Disconnect(4005, "internal server error", True)
+#: The token the socket was opened with expired: reconnect with a fresh one (a stale one gets 401 then).
+TOKEN_EXPIRED: Final = Disconnect(4006, "token expired; reconnect with a fresh token", True)
 
 # Terminal: the client itself is wrong; reconnecting unchanged would loop.
 BAD_REQUEST: Final = Disconnect(4500, "bad request", False)
