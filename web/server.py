@@ -109,7 +109,12 @@ async def count_rebalance(sender: Any, revoked: Any, **kwargs: Any) -> None:
 
 
 class ConsumerLagCollector:
-    """Prometheus collector: per source partition, highwater minus the next offset to read, at scrape time."""
+    """Prometheus collector: per source partition, highwater minus the next offset to read, at scrape time.
+
+    Table changelogs are left out: a worker reads them only to recover or to keep a standby warm, and
+    their "lag" would grow with every write this worker makes, so a "lag growing" alarm would fire on a
+    healthy worker.
+    """
 
     @staticmethod
     def _family() -> GaugeMetricFamily:
@@ -131,7 +136,10 @@ class ConsumerLagCollector:
             assignment = sorted(consumer.assignment())
         except ConsumerNotStarted:
             assignment = []
+        changelogs = app.tables.changelog_topics
         for tp in assignment:
+            if tp.topic in changelogs:
+                continue
             try:
                 highwater = consumer.highwater(tp)
             except (KeyError, AssertionError, ConsumerNotStarted):

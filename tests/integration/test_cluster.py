@@ -196,8 +196,12 @@ async def test_operator_api_answers_from_any_worker_and_refuses_tablet_tokens(
         "partner_stream_dead_letters_total",
         "partner_stream_consumer_lag",
         "partner_stream_rebalances_total",
+        "partner_stream_http_connections",
+        "partner_stream_tablet_requests_refused_total",
     ):
         assert metric in text, metric
+    lag_lines = [line for line in text.splitlines() if line.startswith("partner_stream_consumer_lag{")]
+    assert lag_lines and not [line for line in lag_lines if "changelog" in line]  # their "lag" is our own writes
 
 
 class OrderFlow:

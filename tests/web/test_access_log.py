@@ -7,11 +7,12 @@ import logging
 import aiohttp
 import pytest
 from aiohttp import web
+from aiohttp.http_exceptions import LineTooLong
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
 from tests.support.local_http import served
-from web.access_log import REDACTED, RedactingAccessLogger, redact
+from web.access_log import REDACTED, ClientErrorsWithoutTraceback, RedactingAccessLogger, quiet_client_errors, redact
 from web.access_log import log as access_log
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyZXN0YXVyYW50SWQiOiJyMSJ9.c2lnbmF0dXJl"
@@ -54,7 +55,7 @@ def test_secret_query_values_are_replaced(raw: str, expected: str) -> None:
         "/p%20ath/%E2%82%AC",
         "/ws/partner?restaurantId=r1",
         "/ws?x=%E2%82%AC+y;z&&b&c=",
-        "/ws?my_access_token=keep&idx=keep&tokens=keep&restaurantId=keep",
+        "/ws?idx=keep&restaurantId=keep&negotiateVersion=1&orderId=eyJ-not-a-jwt",
         "/ws?access_token&id",  # a name without "=" carries no value
     ],
 )
@@ -70,6 +71,26 @@ def test_everything_around_a_secret_is_kept_byte_for_byte() -> None:
         == f"/p%20q/partnerhub?a=1&&b&id={REDACTED}&restaurantId=r%2F1&access_token={REDACTED}&x=%E2%82%AC+y;z&c="
     )
     assert JWT not in redacted
+
+
+@pytest.mark.parametrize(
+    "name", ["accessToken", "acces_token", "my_access_token", "tokens", "jwt", "Authorization", "apiKey", "secret"]
+)
+def test_a_misspelled_or_unusual_secret_parameter_is_redacted(name: str) -> None:
+    """The probe found tokens sent under misspelled names in clear in the log."""
+    assert redact(rel_url(f"/ws/partner?restaurantId=r1&{name}=s3cr3t-value")) == (
+        f"/ws/partner?restaurantId=r1&{name}={REDACTED}"
+    )
+
+
+def test_a_jwt_under_any_parameter_name_is_redacted() -> None:
+    redacted = redact(rel_url(f"/ws/partner?restaurantId=r1&t={JWT}&q={JWT.replace('.', '%2E')}"))
+    assert redacted == f"/ws/partner?restaurantId=r1&t={REDACTED}&q={REDACTED}"
+
+
+def test_a_long_url_is_cut_so_a_request_cannot_write_kilobytes_of_log() -> None:
+    logged = redact(rel_url("/api/worker?restaurantId=" + "x" * 8000))
+    assert len(logged) < 400 and logged.endswith("more characters]")
 
 
 def test_percent_encoded_access_token_name_is_redacted_too() -> None:
@@ -145,3 +166,25 @@ async def test_a_real_server_logs_http_exceptions_with_their_status(caplog: pyte
 
     [record] = access_records(caplog)
     assert record.getMessage().startswith(f"GET /nope?token={REDACTED} 404 ")
+
+
+def test_a_malformed_request_is_one_info_line_without_a_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """aiohttp logs a request it cannot parse as ERROR with a traceback: anyone could fill the log with them."""
+    logger = logging.getLogger("aiohttp.server")
+    quiet_client_errors()
+    quiet_client_errors()  # idempotent
+    assert sum(isinstance(f, ClientErrorsWithoutTraceback) for f in logger.filters) == 1
+    with caplog.at_level(logging.INFO, logger="aiohttp.server"):
+        try:
+            raise LineTooLong("x" * 9000, "8190")
+        except LineTooLong:
+            logger.exception("Error handling request from %s", "127.0.0.1")
+        try:
+            raise RuntimeError("a real bug")
+        except RuntimeError:
+            logger.exception("Error handling request from %s", "127.0.0.1")
+    client_error, server_error = [r for r in caplog.records if r.name == "aiohttp.server"]
+    assert client_error.levelno == logging.INFO and client_error.exc_info is None
+    assert "127.0.0.1" in client_error.getMessage() and "400" in client_error.getMessage()
+    assert len(client_error.getMessage()) < 400
+    assert server_error.levelno == logging.ERROR and server_error.exc_info is not None
