@@ -13,14 +13,15 @@ from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from aiohttp import web
 
-from partner_stream.settings import Settings
-
 from .protocols.messages import coerce_id
+
+if TYPE_CHECKING:  # importing partner_stream builds the Faust app: token code must not need it
+    from partner_stream.settings import Settings
 
 
 class AuthError(Exception):

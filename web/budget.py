@@ -55,12 +55,21 @@ class TokenBucket:
         return max(0.0, (1.0 - self._tokens) / self._rate.per_second)
 
 
+#: The SignalR codec's records-per-frame limit: one bad frame is answered in full.
+REFUSALS_BURST = 100
+
+
 @dataclass(frozen=True, slots=True)
 class ClientBudget:
     """The rates every tablet socket gets (from settings)."""
 
     requests: Rate = Rate(per_second=20.0, burst=40)
     acknowledgements: Rate = Rate(per_second=5.0, burst=20)
+
+    @property
+    def refusals(self) -> Rate:
+        """Refused requests answered before the socket is closed: a whole frame's worth at once, then the rate."""
+        return Rate(per_second=self.requests.per_second, burst=max(REFUSALS_BURST, 2 * self.requests.burst))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ClientBudget:

@@ -73,6 +73,7 @@ class Connection:
         "last_received",
         "last_sent",
         "protocol",
+        "refusal_budget",
         "request_budget",
         "restaurant_id",
         "status",
@@ -113,6 +114,7 @@ class Connection:
         #: Token buckets of this socket's requests and acknowledgements, created by the hub on first use.
         self.request_budget: TokenBucket | None = None
         self.ack_budget: TokenBucket | None = None
+        self.refusal_budget: TokenBucket | None = None
         self._queue_size = queue_size
         #: SignalR allows several records per frame: one write per burst instead of one per message.
         self._batch_records = batch_records

@@ -29,7 +29,7 @@ from tables.transitions import Change
 from . import metrics
 from .budget import DEFAULT_BUDGET, ClientBudget, TokenBucket
 from .connection import Connection
-from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, UNAVAILABLE, Disconnect
+from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, TOO_MANY_REQUESTS, UNAVAILABLE, Disconnect
 from .protocols.messages import (
     Acknowledge,
     ClientClosed,
@@ -234,10 +234,20 @@ class Hub(mode.Service):
         retry = connection.request_budget.retry_after()
         return f"too many requests (at most {rate:g} per second); retry in {retry:.1f} s"
 
-    @staticmethod
-    def _refuse(connection: Connection, message: Inbound, reason_label: str, error: str) -> None:
-        """Answer a refused request with an error if it asked for an answer; count it either way."""
+    def _refuse(self, connection: Connection, message: Inbound, reason_label: str, error: str) -> None:
+        """Answer a refused request with an error if it asked for an answer; count it either way.
+
+        Refusals have a budget too (a frame's worth at once): a client that keeps going past its
+        budget would otherwise fill its own outbound queue with error replies. It is disconnected
+        with a reconnect code instead, and comes back after its back-off.
+        """
         metrics.refused_requests(reason=reason_label).inc()
+        if connection.refusal_budget is None:
+            connection.refusal_budget = TokenBucket(self.budget.refusals)
+        if not connection.refusal_budget.take():
+            log.info("%r: disconnected, it kept sending requests over its budget", connection)
+            connection.disconnect(TOO_MANY_REQUESTS)
+            return
         reply_to = getattr(message, "reply_to", None)
         if reply_to is not None:
             connection.offer(Reply(reply_to, error=error))

@@ -5,6 +5,17 @@
 //          "restaurantId":"r1","token":"...","skipNegotiation":false,
 //          "serverTimeoutMs":30000,"keepAliveMs":15000}'
 //
+// Optional config (a tablet that renews its token and never gives up):
+//   "mintToken": {"secret":"...","ttlSeconds":3,"sub":"tablet:r1"}
+//       accessTokenFactory mints a FRESH HS256 JWT on every call (claims restaurantId, sub,
+//       iat, exp = now + ttlSeconds) instead of returning the fixed "token"; every mint is
+//       reported as {"event":"tokenMinted","count":n,"exp":...}. Note that the client calls the
+//       factory twice per connect (negotiate, then the WebSocket) unless skipNegotiation.
+//   "retryForever": {"baseMs":1000,"maxMs":5000}  (or true for these defaults)
+//       withAutomaticReconnect(policy) where policy returns min(baseMs * 2^n, maxMs) and never
+//       null; each call is reported as {"event":"retry","previousRetryCount":n,
+//       "elapsedMs":...,"reason":"...","delayMs":...}. Without it: withAutomaticReconnect().
+//
 // stdout: one JSON object per line (events, results). Logging goes to stderr.
 // stdin:  one JSON command per line:
 //   {"cmd":"invoke","id":"x","method":"GetPendingOrders","args":[]}
@@ -12,6 +23,7 @@
 //   {"cmd":"stop"}
 // Closing stdin stops the connection and exits 0.
 import * as signalR from "@microsoft/signalr";
+import { createHmac } from "node:crypto";
 import readline from "node:readline";
 
 function emit(obj) {
@@ -52,24 +64,60 @@ function displayNewOrder(order) {
     emit({ event: "NewOrder", args: [order] });
 }
 
-let connection;
-if (!config.skipNegotiation) {
-    connection = new signalR.HubConnectionBuilder()
-        .withUrl(`${url}?restaurantId=${restaurantId}`, { accessTokenFactory: () => token })
-        .withAutomaticReconnect()
-        .configureLogging(stderrLogger)
-        .build();
-} else {
-    connection = new signalR.HubConnectionBuilder()
-        .withUrl(`${url}?restaurantId=${restaurantId}`, {
-            skipNegotiation: true,
-            transport: signalR.HttpTransportType.WebSockets,
-            accessTokenFactory: () => token,
-        })
-        .withAutomaticReconnect()
-        .configureLogging(stderrLogger)
-        .build();
+function base64url(obj) {
+    return Buffer.from(JSON.stringify(obj)).toString("base64url");
 }
+
+// HS256 JWT, as the backend would issue it (no npm package: node:crypto only).
+function mintJwt(secret, claims) {
+    const signingInput = `${base64url({ alg: "HS256", typ: "JWT" })}.${base64url(claims)}`;
+    const signature = createHmac("sha256", secret).update(signingInput).digest("base64url");
+    return `${signingInput}.${signature}`;
+}
+
+let tokensMinted = 0;
+let accessTokenFactory = () => token;
+if (config.mintToken) {
+    const { secret, ttlSeconds = 3, sub = `tablet:${restaurantId}` } = config.mintToken;
+    accessTokenFactory = () => {
+        const now = Math.floor(Date.now() / 1000);
+        const exp = now + Number(ttlSeconds);
+        tokensMinted += 1;
+        emit({ event: "tokenMinted", count: tokensMinted, exp });
+        return mintJwt(secret, { restaurantId, sub, iat: now, exp });
+    };
+}
+
+// Retry forever with capped exponential back-off: never returns null, so the client never
+// gives up reconnecting (the default policy stops after 0, 2, 10, 30 s).
+function retryForeverPolicy({ baseMs = 1000, maxMs = 5000 } = {}) {
+    return {
+        nextRetryDelayInMilliseconds(ctx) {
+            const delayMs = Math.min(baseMs * 2 ** Math.min(ctx.previousRetryCount, 30), maxMs);
+            emit({
+                event: "retry",
+                previousRetryCount: ctx.previousRetryCount,
+                elapsedMs: ctx.elapsedMilliseconds,
+                reason: errText(ctx.retryReason),
+                delayMs,
+            });
+            return delayMs;
+        },
+    };
+}
+
+const httpOptions = { accessTokenFactory };
+if (config.skipNegotiation) {
+    httpOptions.skipNegotiation = true;
+    httpOptions.transport = signalR.HttpTransportType.WebSockets;
+}
+let builder = new signalR.HubConnectionBuilder().withUrl(`${url}?restaurantId=${restaurantId}`, httpOptions);
+if (config.retryForever) {
+    builder = builder.withAutomaticReconnect(retryForeverPolicy(config.retryForever === true ? {} : config.retryForever));
+} else {
+    builder = builder.withAutomaticReconnect();
+}
+const connection = builder.configureLogging(stderrLogger).build();
 if (config.serverTimeoutMs !== undefined && config.serverTimeoutMs !== null) {
     connection.serverTimeoutInMilliseconds = Number(config.serverTimeoutMs);
 }

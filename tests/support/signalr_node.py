@@ -21,6 +21,13 @@ a failed start is returned (see ``start_error`` and ``wait_exit()``) instead of 
 Events are dicts printed by ``tests/node/signalr-client.mjs``, e.g.
 ``{"event": "NewOrder", "args": [...]}``, ``{"event": "started", "connectionId": ...}``,
 ``{"event": "reconnecting", "error": ...}``, ``{"event": "closed", "error": ...}``.
+
+A tablet that renews its token and never stops reconnecting (see :func:`renewing_token_config`)::
+
+    config = {"url": ..., "restaurantId": "r1", **renewing_token_config(TEST_JWT_SECRET, ttl_seconds=3)}
+
+mints a fresh JWT on every ``accessTokenFactory`` call (``tokenMinted`` events, ``tokens_minted``)
+and reconnects with a retry-forever policy (a ``retry`` event per policy call, with its reason).
 """
 
 from __future__ import annotations
@@ -55,6 +62,21 @@ def ensure_node_modules() -> None:
     if npm is None:
         raise RuntimeError("npm not found on PATH; it is needed for the SignalR client tests")
     subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True)
+
+
+def renewing_token_config(
+    secret: str,
+    *,
+    ttl_seconds: int = 3,
+    subject: str | None = None,
+    retry_base_ms: int = 1000,
+    retry_max_ms: int = 5000,
+) -> dict[str, Any]:
+    """Client config keys for ``mintToken`` (fresh HS256 JWT per factory call) + ``retryForever``."""
+    mint: dict[str, Any] = {"secret": secret, "ttlSeconds": ttl_seconds}
+    if subject is not None:
+        mint["sub"] = subject
+    return {"mintToken": mint, "retryForever": {"baseMs": retry_base_ms, "maxMs": retry_max_ms}}
 
 
 class HubInvocationError(Exception):
@@ -155,6 +177,11 @@ class NodeSignalRClient:
             if ev.get("event") == "startFailed":
                 return ev.get("error")
         return None
+
+    @property
+    def tokens_minted(self) -> int:
+        """How many tokens the ``mintToken`` factory has minted so far (0 with a fixed token)."""
+        return max((ev.get("count", 0) for ev in self.events_named("tokenMinted")), default=0)
 
     def events_named(self, name: str) -> list[Event]:
         return [ev for ev in self.events if ev.get("event") == name]

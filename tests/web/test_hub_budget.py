@@ -101,6 +101,20 @@ async def test_requests_over_the_rate_are_refused_one_by_one_and_the_socket_stay
     assert tablet.is_open
 
 
+async def test_a_client_that_keeps_flooding_past_its_refusals_is_sent_away_to_back_off(env: Env) -> None:
+    """Refusals cost replies: past a frame's worth of them the socket closes with a reconnect code."""
+    env.hub.budget = ClientBudget(requests=Rate(per_second=1, burst=5))
+    tablet = env.connect("r1", protocol="signalr", queue_size=256)  # the default queue: replies fit
+    await settle(tablet)
+    for _ in range(3):
+        await feed(env, tablet, invocations("Nonexistent", 100))
+    await settle(tablet)
+    close = wire(tablet)[-1]
+    assert close["type"] == 7 and close["allowReconnect"] is True and "too many requests" in close["error"]
+    assert tablet.close_reason is not None and tablet.close_reason.code == 4007
+    assert len(tablet._queue or ()) == 0
+
+
 async def test_acknowledgements_are_rate_limited_and_repeats_are_not_written_again(env: Env) -> None:
     env.hub.budget = ClientBudget(acknowledgements=Rate(per_second=0.001, burst=3))
     tablet = env.connect("r1", protocol="signalr")

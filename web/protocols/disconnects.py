@@ -61,6 +61,8 @@ CLIENT_TIMEOUT: Final = Disconnect(4004, "no message from client for 30 s", True
 INTERNAL_ERROR: Final = Disconnect(4005, "internal server error", True)
 #: The token the socket was opened with expired: reconnect with a fresh one (a stale one gets 401 then).
 TOKEN_EXPIRED: Final = Disconnect(4006, "token expired; reconnect with a fresh token", True)
+#: The client kept sending requests past its budget even after refusals: come back after a back-off.
+TOO_MANY_REQUESTS: Final = Disconnect(4007, "too many requests; reconnect after a back-off", True)
 
 # Terminal: the client itself is wrong; reconnecting unchanged would loop.
 BAD_REQUEST: Final = Disconnect(4500, "bad request", False)
