@@ -198,7 +198,7 @@ def _numeric_exp(exp: Any) -> float:
     """``exp`` as a number: PyJWT accepts a numeric string, and the cache compares it with the clock later."""
     try:
         value = float(exp)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past float range (10**400)
         raise AuthError(HTTPStatus.UNAUTHORIZED, "token's 'exp' claim is not a number") from None
     if value != value or value in (float("inf"), float("-inf")):
         raise AuthError(HTTPStatus.UNAUTHORIZED, "token's 'exp' claim is not a number")

@@ -20,6 +20,7 @@ import orjson
 from web.protocols.disconnects import Disconnect
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
 from web.protocols.messages import (
+    MAX_REQUEST_ID_CHARS,
     NEED_DATA,
     PUSH_NAMES,
     Acknowledge,
@@ -39,6 +40,7 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
     coerce_id,
+    order_id_problem,
 )
 
 REQUEST_TYPES: Final = ("ping", "ack", "resume", "getPendingOrders", "close")
@@ -139,8 +141,9 @@ def _parse(text: str) -> Inbound:
             return ClientPing()
         case "ack":
             order_id = coerce_id(request.get("orderId"))
-            if not order_id or not order_id.strip():
-                raise RemoteProtocolError("'ack' needs 'orderId': a non-empty string or an integer")
+            problem = "must be a non-empty string or an integer" if order_id is None else order_id_problem(order_id)
+            if problem is not None or order_id is None:
+                raise RemoteProtocolError(f"'ack' needs an 'orderId' that {problem}")
             return Acknowledge(order_id, _reply_to(request))
         case "resume":
             seq = request.get("seq")
@@ -163,6 +166,8 @@ def _reply_to(request: dict[str, Any]) -> str | None:
     reply_to = coerce_id(raw)
     if reply_to is None:
         raise RemoteProtocolError("'id' must be a string or an integer")
+    if len(reply_to) > MAX_REQUEST_ID_CHARS:
+        raise RemoteProtocolError(f"'id' is over {MAX_REQUEST_ID_CHARS} characters")
     return reply_to
 
 

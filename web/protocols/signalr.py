@@ -23,6 +23,7 @@ import orjson
 from web.protocols.disconnects import SIGNALR_WS_CLOSE_CODE, Disconnect
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
 from web.protocols.messages import (
+    MAX_REQUEST_ID_CHARS,
     NEED_DATA,
     PUSH_NAMES,
     Acknowledge,
@@ -43,6 +44,7 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
     coerce_id,
+    order_id_problem,
 )
 
 RECORD_SEPARATOR: Final = "\x1e"
@@ -267,6 +269,8 @@ def _parse_invocation(message: dict[str, Any], *, streaming: bool) -> Inbound:
     reply_to = message.get("invocationId")
     if reply_to is not None and not isinstance(reply_to, str):
         raise RemoteProtocolError("'invocationId' must be a string")
+    if reply_to is not None and len(reply_to) > MAX_REQUEST_ID_CHARS:
+        raise RemoteProtocolError(f"'invocationId' is over {MAX_REQUEST_ID_CHARS} characters")
     target, arguments = message.get("target"), message.get("arguments")
     if not isinstance(target, str) or not isinstance(arguments, list):
         problem = "invocation needs a string 'target' and a list 'arguments'"
@@ -288,9 +292,9 @@ def _parse_invocation(message: dict[str, Any], *, streaming: bool) -> Inbound:
             if len(arguments) != 1:
                 return InvalidInvocation(reply_to, _arity_error(len(arguments), 1))
             order_id = coerce_id(arguments[0])
-            if not order_id or not order_id.strip():
-                error = "Acknowledge expects an orderId: a non-empty string or an integer."
-                return InvalidInvocation(reply_to, error)
+            problem = "must be a non-empty string or an integer" if order_id is None else order_id_problem(order_id)
+            if problem is not None or order_id is None:
+                return InvalidInvocation(reply_to, f"Acknowledge expects an orderId that {problem}.")
             return Acknowledge(order_id, reply_to)
         case _:
             return InvalidInvocation(reply_to, f"Unknown hub method '{target}'")
