@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from partner_stream.app import create_app, embedded_broker_overrides
-from partner_stream.settings import Settings
+from partner_stream.settings import DEV_JWT_SECRET, BrokerProfile, Settings, SettingsRefused, get_settings
 from partner_stream.transport import TunedFetchTransport
 
 
@@ -51,3 +51,44 @@ def test_exactly_once_is_offered_for_kafka_and_refused_on_the_embedded_broker() 
     assert str(app.conf.processing_guarantee.value) == "exactly_once"
     with pytest.raises(ValidationError, match="embedded broker does not have"):
         Settings(broker_profile="embedded", processing_guarantee="exactly_once")
+
+
+@pytest.mark.parametrize("secret", ["change-me-in-production", DEV_JWT_SECRET, " secret "])
+def test_a_published_jwt_secret_is_refused(secret: str) -> None:
+    with pytest.raises(ValidationError, match="published example secret"):
+        Settings(jwt_secret=secret, broker_profile=BrokerProfile.KAFKA)
+
+
+def test_the_dev_secret_is_accepted_only_by_the_dev_stack_on_the_embedded_broker() -> None:
+    Settings(jwt_secret=DEV_JWT_SECRET, broker_profile=BrokerProfile.EMBEDDED, dev_stack=True)
+    with pytest.raises(ValidationError):
+        Settings(jwt_secret=DEV_JWT_SECRET, broker_profile=BrokerProfile.KAFKA, dev_stack=True)
+
+
+def test_a_short_jwt_secret_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 32"):
+        Settings(jwt_secret="x" * 31)
+
+
+def test_invalid_settings_exit_with_one_line_per_problem_and_no_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refusal() -> str:
+        get_settings.cache_clear()
+        try:
+            with pytest.raises(SettingsRefused) as refused:
+                get_settings()
+        finally:
+            get_settings.cache_clear()
+        return str(refused.value)
+
+    monkeypatch.setenv("PARTNER_STREAM_WEB_PORT", "0")
+    monkeypatch.setenv("PARTNER_STREAM_FENCE_FRACTION", "2")
+    lines = refusal().splitlines()
+    assert lines[0] == "partner-stream: refusing to start, the settings are invalid:"
+    assert [line.split(":")[0].strip(" -") for line in lines[1:]] == [
+        "PARTNER_STREAM_WEB_PORT",
+        "PARTNER_STREAM_FENCE_FRACTION",
+    ]
+    monkeypatch.delenv("PARTNER_STREAM_WEB_PORT")
+    monkeypatch.delenv("PARTNER_STREAM_FENCE_FRACTION")
+    monkeypatch.setenv("PARTNER_STREAM_JWT_SECRET", "short")
+    assert "at least 32" in refusal()

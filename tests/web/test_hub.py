@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -732,3 +733,20 @@ async def test_a_snapshot_request_while_the_store_refuses_writes_sends_the_table
     await env.hub.handle(tablet, SnapshotRequested())
     await asyncio.wait_for(tablet.wait_closed(), timeout=1.0)
     assert tablet.close_reason == UNAVAILABLE and wire(tablet)[-1]["code"] == UNAVAILABLE.code
+
+
+@pytest.mark.parametrize("error", [BrokenPipeError, ConnectionAbortedError, ConnectionResetError])
+async def test_a_tablet_that_vanishes_mid_write_is_routine_not_a_logged_failure(
+    env: Env, error: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe found "writer failed" with a traceback for every tablet that disconnected mid-write."""
+
+    class VanishingSocket(FakeWebSocket):
+        async def send_str(self, text: str) -> None:
+            raise error("peer gone")
+
+    with caplog.at_level(logging.DEBUG, logger="web.connection"):
+        tablet = env.connect("r1", ws=VanishingSocket())
+        await until(lambda: not tablet.writing, what="the writer to stop")
+    assert tablet.status is ConnectionStatus.CLOSED
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
