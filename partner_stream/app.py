@@ -51,9 +51,14 @@ class PartnerStreamApp(faust.App):
     free_space: FreeSpaceWatch | None = None
     #: Whether this worker has fenced itself off (no heartbeat to the group): partner_stream/fencing.py.
     fence: Fence
+    #: The settings the app was built from (``conf`` is Faust's own).
+    service_settings: Settings
 
     def worker_init(self) -> None:
         """Faust calls this when a command (``faust worker``) prepares the app, before it creates the loop."""
+        from .broker_check import check_broker_profile
+
+        check_broker_profile(self.service_settings)
         event_loop.install()
         limit_library_logs()
         super().worker_init()
@@ -106,6 +111,7 @@ def create_app(settings: Settings) -> PartnerStreamApp:
         options["broker_consumer"] = transport.consumer_urls(brokers)
     app = PartnerStreamApp(settings.app_id, **options)
     app._route_installers = []
+    app.service_settings = settings
     app.fetch_max_wait_ms = fetch_wait
     app.free_space = FreeSpaceWatch(lambda: Path(app.conf.datadir), settings.disk_low_free_mb)
     # The limit is set from Faust's session timeout once the worker runs (runtime.watch_heartbeats).

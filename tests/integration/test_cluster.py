@@ -60,18 +60,24 @@ class Cluster:
         return body["worker"]
 
 
+#: The routing probe below negotiates ten times a second per restaurant and never opens the sockets: lift the
+#: per-restaurant cap of unused negotiations (tests/integration/test_hostile_clients.py tests the cap itself).
+PROBE_ENV = {"PARTNER_STREAM_HUB_MAX_NEGOTIATIONS_PER_RESTAURANT": "100000"}
+
+
 @pytest.fixture(scope="module")
 async def cluster(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
 ) -> AsyncIterator[Cluster]:
     base = tmp_path_factory.mktemp("cluster")
-    first = new_worker(broker, base, artifacts_dir, "cluster-a")
+    first = new_worker(broker, base, artifacts_dir, "cluster-a", extra_env=PROBE_ENV)
     second = Worker(
         broker_url=broker.url,
         app_id=first.app_id,
         topics=first.topics,
         data_dir=base / "cluster-b-data",
         log_path=artifacts_dir / f"worker-{first.app_id}-b.log",
+        extra_env=PROBE_ENV,
     )
     await asyncio.gather(first.start(), second.start())
     cluster = Cluster([first, second])
@@ -89,6 +95,7 @@ def sibling(cluster: Cluster, name: str) -> Worker:
         topics=first.topics,
         data_dir=first.data_dir.parent / f"{name}-data",
         log_path=first.log_path.with_name(f"worker-{first.app_id}-{name}.log"),
+        extra_env=PROBE_ENV,
     )
 
 
@@ -312,7 +319,8 @@ async def negotiate_outcome(session: aiohttp.ClientSession, base_url: str, resta
 
     local | unavailable (503) | redirect-confirmed (the target serves it) | moved-meanwhile (the target
     stopped or handed the restaurant on between the redirect and our follow-up: a real client then simply
-    negotiates again) | stale-redirect (the target answered something no owner would: a bug).
+    negotiates again) | throttled (429: this probe never opens the sockets it negotiates, so it runs into the
+    per-restaurant cap of unused negotiations) | stale-redirect (the target answered something no owner would: a bug).
     """
     url = f"{base_url}/partnerhub/negotiate?restaurantId={restaurant}&negotiateVersion=1"
     headers = {"Authorization": f"Bearer {tablet_token(restaurant)}"}
@@ -320,6 +328,9 @@ async def negotiate_outcome(session: aiohttp.ClientSession, base_url: str, resta
         if response.status == 503:
             assert response.headers.get("Retry-After")
             return "unavailable"
+        if response.status == 429:
+            assert response.headers.get("Retry-After")
+            return "throttled"
         assert response.status == 200, await response.text()
         body = await response.json()
     if "connectionToken" in body:
@@ -328,6 +339,8 @@ async def negotiate_outcome(session: aiohttp.ClientSession, base_url: str, resta
     try:
         async with session.post(target, headers={"Authorization": f"Bearer {body['accessToken']}"}) as response:
             answer = await response.json(content_type=None) if response.status in (200, 503) else {}
+            if response.status == 429:
+                return "throttled"
             if response.status == 503:
                 return "moved-meanwhile"
             if response.status == 200 and "connectionToken" in answer:
