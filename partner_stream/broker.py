@@ -8,13 +8,17 @@ was built against it must be wiped too (``partner-stream dev`` does that).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9092
@@ -45,6 +49,45 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 30.0) -> Non
         process.wait()
 
 
+def own_session_options(parent_death_signal: int = signal.SIGKILL) -> dict[str, Any]:
+    """``Popen`` options for a child that only this process stops, and that does not outlive it.
+
+    The child gets a session (and process group) of its own: a terminal's Ctrl-C (SIGINT) or hang-up (SIGHUP),
+    ``timeout``'s SIGTERM or any ``kill -- -PGID`` sent to this process's group no longer reaches it, so this
+    process decides in which order its children stop. On Linux the kernel sends the child
+    ``parent_death_signal`` when this process dies, even by SIGKILL or the OOM killer, so nothing is left
+    running (``PR_SET_PDEATHSIG``; it belongs to the *thread* that forks: spawn from the main thread). Its
+    output still goes wherever this process's goes.
+    """
+    options: dict[str, Any] = {"start_new_session": True}
+    die_with_parent = _die_with_parent(parent_death_signal)
+    if die_with_parent is not None:
+        options["preexec_fn"] = die_with_parent
+    return options
+
+
+def _die_with_parent(signum: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get ``signum`` when this process dies (Linux), else None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:  # runs in the child, between fork and exec
+        if prctl(pr_set_pdeathsig, signum, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+        if os.getppid() != parent:  # the parent died before prctl: the signal would never come
+            os._exit(1)
+
+    return preexec
+
+
 def port_accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -62,6 +105,9 @@ class EmbeddedBroker:
     log_path: Path | None = None
     #: The port clients are told to use (metadata), when something sits in front of the broker (a test proxy).
     advertised_port: int | None = None
+    #: Start Tansu in a session of its own, out of reach of the terminal's signals, and dying with this process
+    #: (see ``own_session_options``): for a process that must stop its other children before the broker.
+    own_session: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @property
@@ -90,7 +136,8 @@ class EmbeddedBroker:
         # Tansu reads LISTENER_URL, CLUSTER_ID … from the environment: pass only what it needs.
         env = {"PATH": os.environ.get("PATH", ""), "RUST_LOG": os.environ.get("RUST_LOG", "warn")}
         output = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT)
+        options = own_session_options() if self.own_session else {}
+        self.process = subprocess.Popen(command, env=env, stdout=output, stderr=subprocess.STDOUT, **options)
         deadline = time.monotonic() + timeout
         while not port_accepts(self.host, self.port):
             if self.process.poll() is not None:

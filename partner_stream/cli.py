@@ -13,11 +13,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
-from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker, stop_process
+from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker, own_session_options, stop_process
 
 DEV_DATA_DIR = Path(".partner-stream-dev")
 
@@ -83,30 +84,35 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     from .samples import generate_orders
     from .settings import DEV_JWT_SECRET, Settings
 
-    embedded = EmbeddedBroker(port=broker_port)
+    # Broker and worker run in sessions of their own: a terminal's Ctrl-C or hang-up, sent to the whole foreground
+    # process group, reaches only this process, which stops the worker first (it commits and leaves its group
+    # while the broker still answers) and the broker last. Both die with this process if it is killed.
+    embedded = EmbeddedBroker(port=broker_port, own_session=True)
+    worker_process: subprocess.Popen[bytes] | None = None
     try:
-        embedded.start()
-    except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
-    shutil.rmtree(data_dir, ignore_errors=True)
-    env = {
-        **os.environ,
-        "PARTNER_STREAM_BROKER_URL": embedded.url,
-        "PARTNER_STREAM_BROKER_PROFILE": "embedded",
-        "PARTNER_STREAM_APP_DATADIR": str(data_dir),
-        "PARTNER_STREAM_WEB_PORT": str(web_port),
-        "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
-        "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
-        # Dev only: tablets sign in with tokens from `partner-stream token`, signed with the dev secret.
-        "PARTNER_STREAM_JWT_SECRET": os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
-        # Dev only: a stand-in for CentralHub's accept/reject API, so the board's buttons work.
-        "PARTNER_STREAM_DEV_CENTRAL_HUB": "1",
-        # The one place the published dev secret is accepted (with the embedded broker only).
-        "PARTNER_STREAM_DEV_STACK": "1",
-    }
-    worker_process = subprocess.Popen(WORKER_COMMAND, env=env)
-    base = f"http://127.0.0.1:{web_port}"
-    try:
+        try:
+            embedded.start()
+        except RuntimeError as exc:
+            raise click.ClickException(str(exc)) from None
+        shutil.rmtree(data_dir, ignore_errors=True)
+        env = {
+            **os.environ,
+            "PARTNER_STREAM_BROKER_URL": embedded.url,
+            "PARTNER_STREAM_BROKER_PROFILE": "embedded",
+            "PARTNER_STREAM_APP_DATADIR": str(data_dir),
+            "PARTNER_STREAM_WEB_PORT": str(web_port),
+            "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
+            "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
+            # Dev only: tablets sign in with tokens from `partner-stream token`, signed with the dev secret.
+            "PARTNER_STREAM_JWT_SECRET": os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
+            # Dev only: a stand-in for CentralHub's accept/reject API, so the board's buttons work.
+            "PARTNER_STREAM_DEV_CENTRAL_HUB": "1",
+            # The one place the published dev secret is accepted (with the embedded broker only).
+            "PARTNER_STREAM_DEV_STACK": "1",
+        }
+        with _signals_deferred():  # a Ctrl-C now must not leave a worker that the stop below does not know
+            worker_process = subprocess.Popen(WORKER_COMMAND, env=env, **own_session_options())
+        base = f"http://127.0.0.1:{web_port}"
         try:
             asyncio.run(wait_ready(base, worker_process, None, timeout=90.0))
         except NotReady as exc:
@@ -115,14 +121,14 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         _print_banner(base, embedded.url, sample_orders, dev_token)
         if sample_orders:
             settings = Settings(**{"broker_url": embedded.url})
-            with contextlib.suppress(KeyboardInterrupt):
-                asyncio.run(generate_orders(settings, ["1", "2", "3"], interval=interval))
+            asyncio.run(generate_orders(settings, ["1", "2", "3"], interval=interval))
         else:
             _wait_for_interrupt(lambda: worker_process.poll() is None)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C, SIGTERM or SIGHUP (see _ctrl_c_stops) at any moment, even while starting: a clean stop
     finally:
-        stop_process(worker_process)
-        embedded.stop()
-        click.echo("partner-stream dev stopped.")
+        _stop_in_order(worker_process, embedded)
+        _say("partner-stream dev stopped.")
 
 
 @main.group()
@@ -141,7 +147,9 @@ def _publish(action: str, **kwargs: str | None) -> None:
             if action == "create":
                 body = order_created(kwargs["restaurant"] or "1", kwargs.get("order_id"), kwargs.get("customer"))
                 await publisher.create(body)
-                click.echo(f"published OrderCreated {body['OrderId']} for restaurant {body['RestaurantId']}")
+                # The ID alone on stdout, so `id=$(partner-stream order create ...)` works; the sentence on stderr.
+                click.echo(f"published OrderCreated for restaurant {body['RestaurantId']}:", err=True)
+                click.echo(body["OrderId"])
             elif action == "accept":
                 await publisher.accept(kwargs["order_id"] or "", kwargs["restaurant"] or "")
                 click.echo(f"published OrderAccepted {kwargs['order_id']}")
@@ -231,29 +239,95 @@ def schemas(out: Path | None) -> None:
 
 
 def _ctrl_c_stops() -> None:
-    """Honour Ctrl-C/SIGINT even when started with it ignored.
+    """Honour Ctrl-C/SIGINT even when started with it ignored, and stop the same way on SIGTERM and SIGHUP.
 
     A shell starts background jobs (``partner-stream dev &`` in a script, CI steps) with SIGINT ignored, and
-    Python keeps an ignored SIGINT ignored: ``kill -INT`` would then do nothing.
+    Python keeps an ignored SIGINT ignored: ``kill -INT`` would then do nothing. SIGTERM (``kill``, ``timeout``)
+    and SIGHUP (the terminal closed) act as one Ctrl-C: ``timeout`` and a closing terminal may send theirs twice.
+    A SIGHUP ignored at start (``nohup``) stays ignored.
     """
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    requested = False
+
+    def like_ctrl_c(signum: int, frame: object) -> None:
+        nonlocal requested
+        if requested:
+            return
+        requested = True
+        # While asyncio.run() runs, SIGINT's handler is its own: it cancels the main task, for a clean stop.
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler):
+            raise KeyboardInterrupt
+        handler(signal.SIGINT, frame)
+
+    for signum in _stop_signals():
+        if signum != signal.SIGINT:
+            signal.signal(signum, like_ctrl_c)
 
 
-def _wait_for_interrupt(alive: object) -> None:
-    """Block until Ctrl-C/SIGTERM or until ``alive()`` turns false."""
-    stop = {"now": False}
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a command: SIGINT, SIGTERM and SIGHUP, unless SIGHUP is ignored (``nohup``)."""
+    hangup = () if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN else (signal.SIGHUP,)
+    return (signal.SIGINT, signal.SIGTERM, *hangup)
 
-    def on_signal(signum: int, frame: object) -> None:
-        stop["now"] = True
 
-    previous = signal.signal(signal.SIGTERM, on_signal)
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold stop signals back while the block runs (say, until a child is started *and* recorded), then act."""
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    previous = {signum: signal.signal(signum, hold) for signum in _stop_signals()}
     try:
-        while not stop["now"] and alive():  # type: ignore[operator]
-            time.sleep(0.2)
-    except KeyboardInterrupt:
-        pass
+        yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if pending:
+            signal.raise_signal(pending[0])
+
+
+def _stop_in_order(worker: subprocess.Popen[bytes] | None, embedded: EmbeddedBroker) -> None:
+    """Stop the worker (SIGTERM: it commits and leaves its group while the broker answers), then the broker.
+
+    Stop signals are ignored meanwhile: a second Ctrl-C, or ``timeout``'s second SIGTERM, must not cut this short
+    and leave the broker running (SIGKILL still works: the children die with this process).
+    """
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in _stop_signals()}
+    try:
+        if worker is not None and worker.poll() is None:
+            _say("Stopping the worker, then the broker...")
+            stop_process(worker)
+        embedded.stop()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _say(text: str) -> None:
+    """Print, unless the terminal is gone (SIGHUP): stopping cleanly matters more than saying so."""
+    with contextlib.suppress(OSError):
+        click.echo(text)
+
+
+def _wait_for_interrupt(alive: Callable[[], bool]) -> None:
+    """Block until Ctrl-C/SIGTERM/SIGHUP (see ``_ctrl_c_stops``) or until ``alive()`` turns false."""
+    with contextlib.suppress(KeyboardInterrupt):
+        while alive():
+            time.sleep(0.2)
+
+
+def _cli() -> str:
+    """How to run this CLI from the current directory: the virtualenv's script is usually not on PATH."""
+    script = Path(sys.executable).with_name("partner-stream")
+    if not script.exists():
+        return "partner-stream"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -> None:
@@ -267,11 +341,11 @@ def _print_banner(base: str, broker_url: str, sample_orders: bool, token: str) -
         f"  SignalR hub               {base}/partnerhub?restaurantId=1",
         f"  plain WebSocket           {base.replace('http', 'ws')}/ws/partner?restaurantId=1&access_token=<token>",
         f"  tablet token (rest. 1)    {token}",
-        "  more tokens               partner-stream token --restaurant 42 | --operator",
+        f"  more tokens               {_cli()} token --restaurant 42 | --operator",
         "  sample orders             " + ("restaurants 1-3, one every few seconds" if sample_orders else "off"),
         "  publish an order          PARTNER_STREAM_BROKER_URL="
         + broker_url
-        + " partner-stream order create --restaurant 42",
+        + f" {_cli()} order create --restaurant 42",
         "  Ctrl-C stops everything (the embedded broker keeps nothing).",
         "",
     ]

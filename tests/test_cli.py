@@ -73,6 +73,7 @@ async def test_order_create_publishes_pascal_case_json(broker: EmbeddedBroker) -
         PARTNER_STREAM_BROKER_URL=broker.url, PARTNER_STREAM_TOPIC_ORDER_CREATED=topic,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "cli-1"  # the ID alone, as the README says: id=$(... order create ...)
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:

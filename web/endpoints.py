@@ -29,12 +29,11 @@ from .connection import Connection, new_connection_id
 from .cors import CorsPolicy
 from .hub import Hub
 from .negotiations import NegotiationRefused, PendingNegotiations
-from .ownership import Owner, Placement, locate
+from .placement import ConfirmOwner, Locate, Owner, OwnerUnreachable, Placement
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
 from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, TOKEN_EXPIRED, UNAVAILABLE
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
 from .relay import RELAYED_HEADER, Relay, RelayRefused
-from .workers import OwnerUnreachable, owners
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +48,20 @@ MAX_CONNECTION_TOKEN_LENGTH = 64
 class TabletEndpoints:
     """aiohttp handlers sharing the hub, the token verifier and pending negotiations."""
 
-    def __init__(self, hub: Hub, settings: Settings, verifier: TokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        settings: Settings,
+        verifier: TokenVerifier | None = None,
+        *,
+        locate: Locate,
+        confirm_owner: ConfirmOwner,
+    ) -> None:
         self.hub = hub
         self.settings = settings
+        #: Ownership lookups, injected: they need the running Faust app (see web/placement.py).
+        self.locate = locate
+        self.confirm_owner = confirm_owner
         #: Shared with the operator views, so a worker keeps one cache of verified tokens.
         self.verifier = verifier or TokenVerifier(settings)
         self.cors = CorsPolicy(settings.cors_origins)
@@ -98,7 +108,7 @@ class TabletEndpoints:
             identity = self._authorize(request)
         except AuthError as exc:
             return self._refuse(exc.status, exc.reason, request)
-        owner = locate(identity.restaurant_id)
+        owner = self.locate(identity.restaurant_id)
         if owner.placement is Placement.UNAVAILABLE:
             return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", request)
         if owner.placement is Placement.REMOTE and RELAYED_HEADER in request.headers:
@@ -120,7 +130,7 @@ class TabletEndpoints:
             # SignalR's redirect: the client re-negotiates at `url` with `accessToken` as its bearer.
             assert owner.url is not None
             try:
-                base = await owners.confirm(owner.url, identity.restaurant_id)
+                base = await self.confirm_owner(owner.url, identity.restaurant_id)
             except OwnerUnreachable as exc:
                 return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), request)
             query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
@@ -188,7 +198,7 @@ class TabletEndpoints:
                 await ws.send_str(codec.send(HandshakeAccepted()))
             # Ownership was checked before the upgrade; a rebalance may have finished since (a SignalR
             # client has 15 s to send its handshake). Attaching to a stale owner would mean no pushes ever.
-            placement = locate(identity.restaurant_id).placement
+            placement = self.locate(identity.restaurant_id).placement
             if placement is Placement.LOCAL:
                 self.hub.attach(connection)
                 expiry = _close_when_token_expires(connection, identity)

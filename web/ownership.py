@@ -7,28 +7,12 @@ restaurant-ID bytes, exactly as the re-key step and Faust's ``table_route`` comp
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
 from yarl import URL
 
 from partner_stream.app import app, pending_orders
 from partner_stream.routing import changelog_partition
 
-
-class Placement(enum.Enum):
-    LOCAL = "local"
-    REMOTE = "remote"
-    UNAVAILABLE = "unavailable"
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    placement: Placement
-    #: The owner's internal URL (Faust ``canonical_url``) when it is another worker.
-    url: URL | None = None
-    #: Why the owner is unavailable, for the 503 body.
-    reason: str | None = None
+from .placement import Owner, Placement
 
 
 def owns_partition(restaurant_id: str) -> bool:

@@ -28,7 +28,7 @@ from . import views
 from .budget import ClientBudget
 from .endpoints import TabletEndpoints
 from .hub import Hub
-from .ownership import owner_url, owns_partition
+from .ownership import locate, owner_url, owns_partition
 from .protocols.disconnects import NOT_OWNER, UNAVAILABLE
 from .workers import owners
 
@@ -49,7 +49,7 @@ hub = Hub(
     client_timeout=settings.hub_client_timeout,
     budget=ClientBudget.from_settings(settings),
 )
-endpoints = TabletEndpoints(hub, settings, views.verifier)
+endpoints = TabletEndpoints(hub, settings, views.verifier, locate=locate, confirm_owner=owners.confirm)
 app.add_dependency(hub)
 agents.change_listeners.append(hub.publish)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Any
 
@@ -25,8 +25,9 @@ from partner_stream.events import restaurant_id_problem
 from tables.queries import snapshot_payload, unseen_orders
 
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
-from .ownership import Placement, locate, not_ready_reason, owns_partition, recovery_state, worker_ready
-from .workers import OwnerUnreachable, internal_url, owners, public_url
+from .ownership import locate, not_ready_reason, owner_url, owns_partition, recovery_state, worker_ready
+from .placement import OwnerUnreachable, Placement
+from .workers import internal_url, owners, public_url
 
 verifier = TokenVerifier(settings)
 
@@ -58,14 +59,22 @@ def not_ready(view: View) -> Response:
 # -- per restaurant, answered by the owner ---------------------------------------------------
 
 
-async def from_owner(view: View, answer: Awaitable[Response]) -> Response:
+async def from_owner(view: View, restaurant_id: str, answer: Callable[[], Awaitable[Response]]) -> Response:
     """The owner's answer (``table_route`` forwards to it), or 503 + Retry-After when it cannot be reached.
 
-    During a failover the assignment can still name a worker that just died: a refused connection is a
-    moment to retry, not a server error.
+    Before the first assignment (a worker starting) Faust's router has no owner to name and raises from
+    deep inside aiokafka; during a failover the assignment can still name a worker that just died. Both
+    are a moment to retry, not a server error.
     """
+    if owner_url(restaurant_id) is None:
+        return error(
+            view,
+            HTTPStatus.SERVICE_UNAVAILABLE,
+            "the restaurant's partition is not assigned yet (the worker is starting or rebalancing); retry shortly",
+            **{"Retry-After": "1"},
+        )
     try:
-        return await answer
+        return await answer()
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         return error(
             view,
@@ -81,7 +90,7 @@ class RestaurantPendingOrders(View):
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
         refusal = unaddressable(self, restaurant_id) or operator_refusal(self, request)
-        return refusal or await from_owner(self, self.owner_answer(request, restaurant_id))
+        return refusal or await from_owner(self, restaurant_id, lambda: self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
@@ -96,7 +105,7 @@ class RestaurantConnections(View):
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
         refusal = unaddressable(self, restaurant_id) or operator_refusal(self, request)
-        return refusal or await from_owner(self, self.owner_answer(request, restaurant_id))
+        return refusal or await from_owner(self, restaurant_id, lambda: self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:

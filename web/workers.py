@@ -15,6 +15,8 @@ from yarl import URL
 
 from partner_stream.app import app, settings
 
+from .placement import OwnerUnreachable
+
 
 def internal_url() -> URL:
     return URL(str(app.conf.canonical_url))
@@ -26,10 +28,6 @@ def public_url() -> URL:
 
 def same_worker(a: URL, b: URL) -> bool:
     return (a.host, a.port) == (b.host, b.port)
-
-
-class OwnerUnreachable(Exception):
-    """The presumed owner did not confirm it serves the restaurant: do not send tablets to it."""
 
 
 class OwnerDirectory:

@@ -14,12 +14,11 @@ from aiohttp.web import Application
 
 from partner_stream.settings import Settings
 from tables.model import RestaurantOrders
-from web import endpoints as endpoints_module
 from web import negotiations as negotiations_module
 from web.auth import mint_tablet_token
 from web.endpoints import TabletEndpoints
 from web.hub import Hub
-from web.ownership import Owner, Placement
+from web.placement import Owner, Placement
 from web.protocols.disconnects import NOT_OWNER
 
 SECRET = "endpoint-test-secret-that-is-long-enough-0123456789"
@@ -38,11 +37,13 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestCli
         placement = answers.pop(0) if answers else Placement.LOCAL
         return Owner(placement, url=None) if placement is not Placement.UNAVAILABLE else Owner(placement, reason="x")
 
-    monkeypatch.setattr(endpoints_module, "locate", locate)
+    async def confirm_owner(url: object, restaurant_id: str) -> object:
+        raise AssertionError("no redirect expected")
+
     hub = Hub(read_snapshot=RestaurantOrders.empty, submit_ack=no_ack, owns=lambda r: True)
     settings = Settings(jwt_secret=SECRET, jwt_public_key=None, cors_origins=["*"])
     app = Application()
-    TabletEndpoints(hub, settings).install(app)
+    TabletEndpoints(hub, settings, locate=locate, confirm_owner=confirm_owner).install(app)
     client = TestClient(TestServer(app))
     await client.start_server()
     yield client, hub, answers
