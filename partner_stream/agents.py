@@ -19,6 +19,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from .events import (
     AnyOrderEvent,
     EventKind,
     InvalidEvent,
+    OrderAcknowledged,
     decode_internal,
     decode_upstream,
     encode_internal,
@@ -49,6 +51,13 @@ _KIND_BY_TOPIC: dict[str, EventKind] = {
     settings.topic_order_accepted: EventKind.ACCEPTED,
     settings.topic_order_rejected: EventKind.REJECTED,
 }
+
+
+async def submit_acknowledgement(restaurant_id: str, order_id: str) -> None:
+    """A tablet showed an order: the acknowledgement goes through the stream like every other change."""
+    event = OrderAcknowledged(order_id=order_id, restaurant_id=restaurant_id, acknowledged_at=datetime.now(UTC))
+    await by_restaurant_topic.send(key=restaurant_id, value=encode_internal(event))
+
 
 #: Called with (restaurant_id, change) after each applied change; the hub subscribes.
 change_listeners: list[Callable[[str, Change], None]] = []

@@ -15,7 +15,6 @@ import faust
 
 from tables import store
 from tables.storage import create_table
-from web import site
 
 from . import event_loop, transport
 from .client_logs import limit_library_logs
@@ -79,7 +78,6 @@ class PartnerStreamApp(faust.App):
 
 def create_app(settings: Settings) -> PartnerStreamApp:
     transport.register()
-    site.register()
     store.register()
     brokers = [url for url in settings.broker_url.split(";") if url.strip()]
     options: dict[str, Any] = {

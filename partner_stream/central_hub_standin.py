@@ -29,11 +29,10 @@ import orjson
 from aiohttp import web
 
 from web.auth import AuthError, TokenVerifier, token_from_request
-from web.board import install_board_routes
 from web.cors import CorsPolicy
 
 from .samples import OrderPublisher
-from .settings import BrokerProfile, Settings, get_settings
+from .settings import BrokerProfile, Settings
 
 log = logging.getLogger(__name__)
 
@@ -173,11 +172,3 @@ def install_central_hub_standin(
         settings.topic_order_rejected,
     )
     return standin
-
-
-def install_board_and_dev_routes(web_app: web.Application) -> None:
-    """The route installer to wire into the app: the board always, the CentralHub stand-in in dev only."""
-    install_board_routes(web_app)
-    settings = get_settings()
-    if standin_enabled(settings):
-        install_central_hub_standin(web_app, settings)

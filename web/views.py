@@ -24,12 +24,30 @@ from partner_stream.app import app, pending_orders, settings
 from partner_stream.events import restaurant_id_problem
 from tables.queries import snapshot_payload, unseen_orders
 
+from . import site
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
 from .ownership import locate, not_ready_reason, owner_url, owns_partition, recovery_state, worker_ready
 from .placement import OwnerUnreachable, Placement
 from .workers import internal_url, owners, public_url
 
+# Faust resolves its web driver when the first view below is declared: ours must be registered by then.
+site.register()
 verifier = TokenVerifier(settings)
+
+
+class _Tablets:
+    """This worker's tablet hub and relay, handed over by the composition root (partner_stream/service.py)."""
+
+    hub: Any = None
+    relay: Any = None
+
+
+tablets = _Tablets()
+
+
+def serve_tablets(hub: Any, relay: Any) -> None:
+    """Let the views report this worker's tablets (the hub is built after the views are declared)."""
+    tablets.hub, tablets.relay = hub, relay
 
 
 def error(view: View, status: HTTPStatus, message: str, **headers: str) -> Response:
@@ -109,10 +127,8 @@ class RestaurantConnections(View):
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
-        from .server import hub
-
-        tablets = [c.describe() for c in hub.connections(restaurant_id)]
-        return self.json({"restaurantId": restaurant_id, "worker": str(public_url()), "connections": tablets})
+        connected = [c.describe() for c in tablets.hub.connections(restaurant_id)]
+        return self.json({"restaurantId": restaurant_id, "worker": str(public_url()), "connections": connected})
 
 
 @app.page("/api/restaurants/{restaurant_id}/endpoint")
@@ -158,8 +174,7 @@ class RestaurantEndpoint(View):
 
 
 def local_status() -> dict[str, Any]:
-    from .server import endpoints, hub
-
+    hub = tablets.hub
     topic = pending_orders.changelog_topic.get_topic_name()
     recovery = app.tables.recovery
     by_protocol: dict[str, int] = {}
@@ -174,7 +189,7 @@ def local_status() -> dict[str, Any]:
         "standbyPartitions": sorted(tp.partition for tp in recovery.standby_tps if tp.topic == topic),
         "connections": sum(by_protocol.values()),
         "connectionsByProtocol": by_protocol,
-        "relayedConnections": endpoints.relay.active,
+        "relayedConnections": tablets.relay.active,
         "restaurantsConnected": len(hub.restaurants()),
     }
 
