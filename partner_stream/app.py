@@ -105,8 +105,8 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     if settings.embedded:
         options.update(embedded_broker_overrides())
     fetch_wait = settings.effective_fetch_max_wait_ms
-    if fetch_wait is not None:
-        options["broker_consumer"] = transport.consumer_urls(brokers)
+    # Always: its fetch cannot swallow a partition's backlog during a takeover (partner_stream/transport.py).
+    options["broker_consumer"] = transport.consumer_urls(brokers)
     app = PartnerStreamApp(settings.app_id, **options)
     app._route_installers = []
     app.service_settings = settings

@@ -1,4 +1,4 @@
-"""End-of-rebalance recovery that never throws away a record it has already read.
+"""End-of-rebalance recovery that never throws away a record.
 
 faust-streaming 0.15.3 ends every rebalance with ``Recovery.on_recovery_completed``:
 
@@ -7,30 +7,36 @@ faust-streaming 0.15.3 ends every rebalance with ``Recovery.on_recovery_complete
    partition, and then set each read offset back to the committed offset;
 3. ``flow_control.resume()``, which clears every agent's queue (``clear_on_resume``).
 
-The fetcher keeps delivering during step 2, so by step 3 the queues hold records read from the
-committed position onwards. Step 3 drops the unprocessed ones, and because step 2 rewound the read
-offset *after* they were read, the next record looks like a gap, which Faust counts as acknowledged.
-The next commit moves past records no agent ever saw. Measured on a busy 2-core machine: about one
-SIGKILL failover in four lost 7-19 orders per moved partition.
+The fetcher keeps delivering during step 2, so by step 3 the queues hold records read from
+wherever aiokafka's position was; step 3 drops the unprocessed ones, and because step 2 rewound the
+read offset *after* they were read, the next record looks like a gap, which Faust counts as
+acknowledged. The next commit moves past records no agent ever saw (measured: about one SIGKILL
+failover in four lost 7-19 orders per moved partition).
 
-:class:`KeepReadRecordsRecovery` does the same steps, except that it keeps the queues (everything in
-them was read in this generation, in order, from the committed offset) and never moves a read offset
-back below what this generation already handed over: the seek's re-fetch of those records is then
-dropped by Faust's own duplicate check (the record at the kept offset itself is delivered once more,
-which the idempotent table transitions absorb).
+:class:`KeepReadRecordsRecovery` does the steps in the safe order, and keeps the queues:
 
-Read offsets left over from the previous generation are dropped first. The drain loop can set one
-*after* the revoke cleared it (a record in flight when flow stopped); keeping such an offset skipped
-the records between the committed offset and it (found by the failover benchmark: 2-4 orders per
-SIGKILL). Nothing of this generation has been handed over before the stream partitions resume, so at
-that point every read offset of a stream partition is stale.
+1. forget the read offsets of the stream partitions: any left is from the previous generation (the
+   drain loop can set one *after* the revoke cleared it, for a record in flight when flow stopped);
+2. seek them to their committed offsets while they are still paused, and set each read offset to
+   its committed offset, so nothing of this generation has been read yet and nothing can look
+   like a gap;
+3. resume them.
+
+An earlier version resumed first and kept any read offset past the commit, assuming what was read
+during the seek started at the committed offset. It did not always: when aiokafka had been asked
+for an empty set of partitions during the takeover it drained the paused backlog and moved the
+position past it (fixed in :mod:`partner_stream.transport`), and keeping that read offset made the
+drain loop drop the re-fetched backlog as duplicates (issue #17).
+
+A recovery that completes after the next rebalance has already started (its revoke bumps
+``rebalancing_count`` before the generation changes) stops there, as for a new generation.
 Nothing is broker-specific here; the window is only wider on a slow broker or a busy machine.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.tables import TableManager
@@ -38,43 +44,45 @@ from faust.tables.recovery import Recovery
 from faust.types import TP
 
 
-def merge_read_offsets(read: dict[TP, int | None], committed: Mapping[TP, int | None]) -> dict[TP, int | None]:
-    """Read offsets after a seek to ``committed``: the committed offset, unless we already read further.
-
-    ``read`` holds the offset of the last record the fetcher handed over *in this generation*;
-    ``committed`` the next offset to read. Keeping the larger one means the seek's re-fetch is treated
-    as duplicates instead of the next new record being taken for a gap.
-    """
-    merged: dict[TP, int | None] = {}
-    for tp, offset in committed.items():
-        from_commit = offset if offset is not None and offset >= 0 else None
-        already_read = read.get(tp)
-        if already_read is not None and (from_commit is None or already_read >= from_commit):
-            merged[tp] = already_read
-        else:
-            merged[tp] = from_commit
-    return merged
-
-
-def resume_stream_partitions(consumer: Any, stream_partitions: set[TP]) -> None:
-    """Start a generation's reading: forget the previous generation's read offsets, then resume.
-
-    Faust's pause does not stop aiokafka's position from advancing (records of a paused partition are
-    fetched and dropped), so the partitions are resumed before the seek, as upstream does.
-    """
+def forget_read_offsets(consumer: Any, stream_partitions: set[TP]) -> None:
+    """Drop read offsets of the previous generation (see the module docstring, step 1)."""
     for tp in stream_partitions:
-        consumer._read_offset.pop(tp, None)  # stale: see the module docstring
+        consumer._read_offset.pop(tp, None)
+
+
+async def begin_reading(
+    consumer: Any, stream_partitions: set[TP], seek: Callable[[], Awaitable[None]] | None
+) -> None:
+    """Steps 1-3 of the module docstring: forget stale read offsets, seek while paused, then resume."""
+    forget_read_offsets(consumer, stream_partitions)
+    if seek is not None:
+        await seek()
     consumer.resume_partitions(stream_partitions)
 
 
 async def seek_to_committed(consumer: Any) -> None:
-    """``Consumer.perform_seek`` without moving a read offset back past what was handed over."""
+    """``Consumer.perform_seek``: seek to the committed offsets, and read from exactly there."""
     committed = await consumer.seek_to_committed()
-    consumer._read_offset.update(merge_read_offsets(dict(consumer._read_offset), committed))
+    consumer._read_offset.update(
+        {tp: offset if offset is not None and offset >= 0 else None for tp, offset in committed.items()}
+    )
     consumer._committed_offset.update({tp: offset or None for tp, offset in committed.items() if offset is not None})
 
 
 class KeepReadRecordsRecovery(Recovery):
+    #: ``app.rebalancing_count`` when this recovery's rebalance ended (set by :meth:`on_rebalance`).
+    _rebalance_seen: int | None = None
+
+    async def on_rebalance(self, assigned: Any, revoked: Any, newly_assigned: Any, generation_id: int = 0) -> None:
+        self._rebalance_seen = self.app.rebalancing_count
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    def _superseded(self, generation_id: int) -> bool:
+        """A newer rebalance started since this one: its own recovery will resume and seek."""
+        if self.app.consumer_generation_id != generation_id:
+            return True
+        return self._rebalance_seen is not None and self.app.rebalancing_count != self._rebalance_seen
+
     async def on_recovery_completed(self, generation_id: int = 0) -> None:
         consumer: Any = self.app.consumer
         self.log.info("Restore complete!")
@@ -89,17 +97,20 @@ class KeepReadRecordsRecovery(Recovery):
         if table_callbacks:
             await asyncio.wait(table_callbacks)
         assignment = consumer.assignment()
-        if self.app.consumer_generation_id != generation_id:
+        if self._superseded(generation_id):
             self.log.warning(
                 "Recovery rebalancing again (generation %r, expected %r)",
                 self.app.consumer_generation_id,
                 generation_id,
             )
             return
-        resume_stream_partitions(consumer, {tp for tp in assignment if not self._is_changelog_tp(tp)})
-        if assignment:
+        stream_partitions = {tp for tp in assignment if not self._is_changelog_tp(tp)}
+
+        async def seek() -> None:
             self.log.info("Seek stream partitions to committed offsets.")
             await self._wait(seek_to_committed(consumer), timeout=self.app.conf.broker_request_timeout)
+
+        await begin_reading(consumer, stream_partitions, seek if assignment else None)
         self.completed.set()
         # Upstream calls flow_control.resume() here, which clears the queues. Recovery already resumed
         # flow control, so skipping that call changes nothing else.

@@ -1,19 +1,32 @@
-"""A Faust Kafka transport whose worker consumer uses a configurable fetch max wait.
+"""The Faust Kafka transport of the worker's consumer: a fetch that cannot swallow a partition's backlog.
 
-Faust hard-codes ``fetch_max_wait_ms=1500`` for the worker consumer
-(``faust/transport/drivers/aiokafka.py``). That is harmless on Apache Kafka,
-whose long poll returns as soon as data arrives, but the embedded Tansu broker
-only re-polls after sleeping half the remaining wait, so every hop costs up to
-0.75 s. This transport is registered under its own URL scheme and used only for
-the consumer (``broker_consumer``) when a wait is configured; producers and
-every other setting stay stock Faust.
+Two changes to faust-streaming 0.15.3's aiokafka consumer thread, and nothing else (producers
+and every other setting stay stock Faust). It is registered under its own URL scheme and used
+for the consumer (``broker_consumer``) on every profile.
+
+* **The fetch asks for a frozen set of partitions.** Faust hands aiokafka its *live* set of
+  active partitions and keeps changing it while the fetch waits: during a takeover it pauses
+  the changelog partitions it has finished reading and the set is briefly empty. aiokafka reads
+  an empty set as "every partition" (``if partitions and tp not in partitions``), drains the
+  buffered backlog of the stream partitions, moves their positions past it, and Faust then
+  drops those records because their partitions are not active. Those orders were never
+  applied (issue #17: orders produced during back-to-back rebalances). Here the fetch works
+  on a copy, an empty copy fetches nothing, and records of partitions paused while the fetch
+  waited are given back (their partition is sought back to the first of them).
+* **A configurable fetch max wait.** Faust hard-codes ``fetch_max_wait_ms=1500``. That is
+  harmless on Apache Kafka, whose long poll returns as soon as data arrives, but the embedded
+  Tansu broker only re-polls after sleeping half the remaining wait, so every hop costs up to
+  0.75 s.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Set
 from typing import Any
 
 import aiokafka
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from yarl import URL
@@ -30,6 +43,34 @@ class TunedFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
             # aiokafka reads this attribute when the consumer starts and builds its Fetcher.
             consumer._fetch_max_wait_ms = int(wait_ms)
         return consumer
+
+    async def _fetch_records(
+        self,
+        consumer: aiokafka.AIOKafkaConsumer,
+        active_partitions: Set[Any],
+        timeout: float | None = None,
+        max_records: int | None = None,
+    ) -> dict[Any, list[Any]]:
+        """Faust's fetch, on a frozen copy of the active partitions (see the module docstring)."""
+        wanted = frozenset(active_partitions)
+        if not wanted:
+            return {}  # never "every partition"
+        records = await super()._fetch_records(consumer, wanted, timeout=timeout, max_records=max_records)
+        return give_back_paused(consumer, records, self.consumer)
+
+
+def give_back_paused(consumer: Any, records: dict[Any, list[Any]], faust_consumer: Any) -> dict[Any, list[Any]]:
+    """Keep the records of partitions Faust still reads; seek the others back so they are fetched again.
+
+    Faust drops records of a partition that is neither active nor buffer-paused; aiokafka has already
+    moved that partition's position past them. Runs in the consumer thread, where aiokafka lives.
+    """
+    live = set(faust_consumer._active_partitions or ()) | set(getattr(faust_consumer, "_buffered_partitions", ()))
+    for tp in [tp for tp in records if tp not in live]:
+        first = records.pop(tp)[0]
+        with contextlib.suppress(IllegalStateError, AssertionError):  # revoked meanwhile: nothing to give back
+            consumer.seek(tp, first.offset)
+    return records
 
 
 class TunedFetchConsumer(faust_aiokafka.Consumer):

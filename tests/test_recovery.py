@@ -1,43 +1,11 @@
-"""The end-of-rebalance seek must never make Faust skip a record it already handed to an agent."""
+"""The end-of-rebalance seek must never make Faust skip a record: seek while paused, then resume."""
 
 from faust.types import TP
 
 from partner_stream.app import app
-from partner_stream.recovery import (
-    KeepReadRecordsRecovery,
-    merge_read_offsets,
-    resume_stream_partitions,
-    seek_to_committed,
-)
+from partner_stream.recovery import KeepReadRecordsRecovery, begin_reading, seek_to_committed
 
-P0, P1, P2, P3 = (TP("order-created", n) for n in range(4))
-
-
-def test_a_partition_read_past_its_commit_keeps_its_read_offset() -> None:
-    # The case that lost orders: 36..54 were read while the seek to 36 was in flight. Rewinding the
-    # read offset to 36 made record 55 look like a gap 37..55 that Faust then committed.
-    merged = merge_read_offsets({P0: 54}, {P0: 36})
-    assert merged[P0] == 54
-
-
-def test_a_partition_not_read_yet_starts_at_its_commit() -> None:
-    assert merge_read_offsets({}, {P0: 36}) == {P0: 36}
-
-
-def test_a_stale_read_offset_below_the_commit_gives_way_to_the_commit() -> None:
-    assert merge_read_offsets({P0: 10}, {P0: 36}) == {P0: 36}
-
-
-def test_never_committed_partitions_keep_what_was_read() -> None:
-    assert merge_read_offsets({P0: 7}, {P0: None, P1: None, P2: -1}) == {P0: 7, P1: None, P2: None}
-
-
-def test_only_the_seeked_partitions_are_returned() -> None:
-    assert set(merge_read_offsets({P3: 5}, {P0: 1})) == {P0}
-
-
-def test_the_app_recovers_with_the_fixed_recovery() -> None:
-    assert isinstance(app.tables.recovery, KeepReadRecordsRecovery)
+P0, P1 = (TP("order-created", n) for n in range(2))
 
 
 class FakeConsumer:
@@ -48,26 +16,68 @@ class FakeConsumer:
         self._read_offset: dict[TP, int | None] = dict(read)
         self._committed_offset: dict[TP, int | None] = {}
         self.resumed: set[TP] = set()
+        self.calls: list[str] = []
+        self.delivered: list[tuple[TP, int]] = []
 
     def resume_partitions(self, tps: set[TP]) -> None:
+        self.calls.append("resume")
         self.resumed |= tps
 
-    def deliver(self, tp: TP, offset: int) -> None:
-        self._read_offset[tp] = offset
-
     async def seek_to_committed(self) -> dict[TP, int | None]:
+        self.calls.append("seek")
         return dict(self.committed)
+
+    def deliver(self, tp: TP, offset: int) -> None:
+        """Faust's drain rule: a record below the read offset is a duplicate and is dropped."""
+        read = self._read_offset.get(tp)
+        if read is None or offset >= read:
+            self.delivered.append((tp, offset))
+            self._read_offset[tp] = offset
+
+
+def test_the_app_recovers_with_the_fixed_recovery() -> None:
+    assert isinstance(app.tables.recovery, KeepReadRecordsRecovery)
+
+
+async def test_partitions_are_sought_while_paused_and_resumed_after() -> None:
+    consumer = FakeConsumer(committed={P0: 162, P1: 40}, read={})
+    await begin_reading(consumer, {P0, P1}, lambda: seek_to_committed(consumer))
+    assert consumer.calls == ["seek", "resume"]
+    assert consumer._read_offset == {P0: 162, P1: 40}
+    assert consumer._committed_offset == {P0: 162, P1: 40}
+    assert consumer.resumed == {P0, P1}
 
 
 async def test_a_read_offset_left_by_the_previous_generation_does_not_skip_records() -> None:
     # Found by the failover benchmark: the survivor had read P0 up to 164 before the rebalance, the
     # commit was 162; keeping 164 dropped 162 and 163 as duplicates although no agent had them.
-    consumer = FakeConsumer(committed={P0: 162, P1: 40}, read={P0: 164})
-    resume_stream_partitions(consumer, {P0, P1})
-    consumer.deliver(P1, 40)  # this generation, during the seek
-    consumer.deliver(P1, 41)
-    await seek_to_committed(consumer)
-    assert consumer._read_offset[P0] == 162
-    assert consumer._read_offset[P1] == 41
-    assert consumer._committed_offset == {P0: 162, P1: 40}
-    assert consumer.resumed == {P0, P1}
+    consumer = FakeConsumer(committed={P0: 162}, read={P0: 164})
+    await begin_reading(consumer, {P0}, lambda: seek_to_committed(consumer))
+    for offset in range(162, 166):
+        consumer.deliver(P0, offset)
+    assert [offset for _, offset in consumer.delivered] == [162, 163, 164, 165]
+
+
+async def test_a_backlog_read_past_the_commit_during_the_takeover_is_read_again_from_the_commit() -> None:
+    """Issue #17: aiokafka had drained P0 up to 137 and moved past it; the commit was 103.
+
+    The earlier recovery resumed first, read 138-140 during the seek, kept read offset 140 and then
+    dropped the re-fetched 103..139 as duplicates: orders never applied.
+    """
+    consumer = FakeConsumer(committed={P0: 103}, read={})
+    await begin_reading(consumer, {P0}, lambda: seek_to_committed(consumer))
+    for offset in range(103, 142):  # what aiokafka returns after the seek, from the commit on
+        consumer.deliver(P0, offset)
+    assert [offset for _, offset in consumer.delivered] == list(range(103, 142))
+
+
+async def test_never_committed_partitions_read_from_the_start() -> None:
+    consumer = FakeConsumer(committed={P0: None, P1: -1}, read={P0: 7})
+    await begin_reading(consumer, {P0, P1}, lambda: seek_to_committed(consumer))
+    assert consumer._read_offset == {P0: None, P1: None}
+
+
+async def test_without_an_assignment_nothing_is_sought() -> None:
+    consumer = FakeConsumer(committed={}, read={})
+    await begin_reading(consumer, set(), None)
+    assert consumer.calls == ["resume"]

@@ -27,7 +27,9 @@ def worker_fetch_wait_ms(settings: Settings) -> int:
 
 def test_real_kafka_profile_keeps_faust_defaults() -> None:
     app = create_app(Settings(broker_url="kafka://kafka-1:9092;kafka://kafka-2:9092"))
-    assert [str(u) for u in app.conf.broker_consumer] == ["kafka://kafka-1:9092", "kafka://kafka-2:9092"]
+    # The same brokers; only the consumer's transport differs (its fetch keeps a partition's backlog).
+    assert [str(u) for u in app.conf.broker_consumer] == ["partner-kafka://kafka-1:9092", "partner-kafka://kafka-2:9092"]
+    assert isinstance(app.transport, TunedFetchTransport)
     assert app.conf.producer_max_batch_size != 1
     assert app.conf.broker_session_timeout != embedded_broker_overrides()["broker_session_timeout"]
     assert worker_fetch_wait_ms(Settings()) == 1500
