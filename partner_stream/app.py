@@ -16,9 +16,10 @@ import faust
 from tables import store
 from tables.storage import create_table
 
-from . import event_loop, transport
+from . import event_loop
 from .client_logs import limit_library_logs
 from .disk import FreeSpaceWatch
+from .faust_patches import check_versions, transport
 from .fencing import Fence
 from .settings import ENV_PREFIX, Settings, get_settings
 
@@ -41,7 +42,7 @@ def embedded_broker_overrides() -> dict[str, Any]:
 class PartnerStreamApp(faust.App):
     """A Faust app that also knows its tuned fetch wait and mounts the hub's routes once."""
 
-    #: Consumer fetch max wait (ms) forced by :mod:`partner_stream.transport`, or None for Faust's.
+    #: Consumer fetch max wait (ms) forced by :mod:`partner_stream.faust_patches.transport`, or None for Faust's.
     fetch_max_wait_ms: int | None = None
     #: Callbacks that add raw aiohttp routes (WebSockets) to Faust's web server before it starts.
     _route_installers: list
@@ -77,6 +78,7 @@ class PartnerStreamApp(faust.App):
 
 
 def create_app(settings: Settings) -> PartnerStreamApp:
+    check_versions()
     transport.register()
     store.register()
     brokers = [url for url in settings.broker_url.split(";") if url.strip()]
@@ -98,14 +100,14 @@ def create_app(settings: Settings) -> PartnerStreamApp:
         # Faust's web server with a listen backlog for reconnect storms (web/site.py).
         "web": "partner-aiohttp://",
         # Faust's end-of-rebalance seek races the first fetch and can skip records (see recovery.py).
-        "TableManager": "partner_stream.recovery:KeepReadRecordsTableManager",
+        "TableManager": "partner_stream.faust_patches.recovery:KeepReadRecordsTableManager",
     }
     if settings.web_host:
         options["web_host"] = settings.web_host
     if settings.embedded:
         options.update(embedded_broker_overrides())
     fetch_wait = settings.effective_fetch_max_wait_ms
-    # Always: its fetch cannot swallow a partition's backlog during a takeover (partner_stream/transport.py).
+    # Always: its fetch cannot swallow a backlog in a takeover (partner_stream/faust_patches/transport.py).
     options["broker_consumer"] = transport.consumer_urls(brokers)
     app = PartnerStreamApp(settings.app_id, **options)
     app._route_installers = []

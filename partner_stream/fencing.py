@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from prometheus_client import Gauge
 
@@ -84,23 +83,3 @@ class Fence:
     def reason(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
         return f"cut off from Kafka: no heartbeat to the group coordinator for {self.silence(now):.0f} s"
-
-
-def record_heartbeats(coordinator: Any, fence: Fence) -> None:
-    """Wrap aiokafka's heartbeat call on this coordinator (once) to tell the fence about each success.
-
-    The coordinator lives on Faust's consumer thread; the wrapper only stores a float, which the main loop reads.
-    """
-    if coordinator is None or getattr(coordinator, "_partner_fence", None) is fence:
-        return
-    original = coordinator._do_heartbeat
-
-    async def do_heartbeat() -> bool:
-        succeeded = await original()
-        if succeeded:
-            fence.heartbeat_succeeded()
-        return succeeded
-
-    coordinator._do_heartbeat = do_heartbeat
-    coordinator._partner_fence = fence
-    fence.heartbeat_succeeded()  # joining just succeeded: the coordinator exists because we are in the group

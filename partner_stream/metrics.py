@@ -10,6 +10,8 @@ from faust.exceptions import ConsumerNotStarted
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
+from .faust_patches import read_offsets
+
 EVENTS_APPLIED = Counter(
     "partner_stream_events_applied_total",
     "Order events applied to the pending-orders table.",
@@ -77,8 +79,7 @@ class ConsumerLagCollector:
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
         consumer = self.app.consumer
-        # Faust keeps the last read offset per partition in a private mapping; read-only use.
-        read_offsets = getattr(consumer, "_read_offset", {})
+        offsets = read_offsets(consumer)
         try:
             assignment = sorted(consumer.assignment())
         except ConsumerNotStarted:
@@ -93,7 +94,7 @@ class ConsumerLagCollector:
                 continue
             if highwater is None:
                 continue
-            read = read_offsets.get(tp)
+            read = offsets.get(tp)
             lag = highwater - (read + 1 if read is not None else 0)
             family.add_metric([tp.topic, str(tp.partition)], max(0, lag))
         yield family

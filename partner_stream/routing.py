@@ -31,6 +31,7 @@ from faust.exceptions import ConsumerNotStarted
 from faust.types import TP
 
 from .app import app, by_restaurant_topic, pending_orders
+from .faust_patches import aiokafka_consumer, aiokafka_producer_client
 
 
 def changelog_topic_name() -> str:
@@ -71,7 +72,7 @@ def partition_count(topic: str) -> int | None:
     if known is not None:
         return known
     try:
-        consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer Faust runs in its thread
+        consumer = aiokafka_consumer(app)
         # The consumer thread may swap the metadata while we read it: treat that as "not known yet".
         partitions = consumer.partitions_for_topic(topic)
     except (ConsumerNotStarted, KeyError):
@@ -97,7 +98,7 @@ async def learn_table_partitions() -> None:
     it has produced to): on a worker that has not written the changelog yet, routed requests
     would fail. ``add_topic`` tracks the topic for good (``partitions_for`` would only fetch it once).
     """
-    client = app.producer._ensure_producer().client  # the aiokafka producer Faust wraps
+    client = aiokafka_producer_client(app)
     for topic in (changelog_topic_name(), by_restaurant_topic.get_topic_name()):
         await client.add_topic(topic)
 

@@ -16,7 +16,8 @@ from faust.exceptions import ConsumerNotStarted
 
 from . import event_loop
 from .app import app, pending_orders, settings
-from .fencing import record_heartbeats
+from .faust_patches import aiokafka_consumer
+from .faust_patches.heartbeat import record_heartbeats
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ async def watch_heartbeats() -> None:
     """Fence this worker when it stops hearing from its group coordinator (partner_stream/fencing.py)."""
     app.fence.silence_limit = settings.fence_fraction * float(app.conf.broker_session_timeout)
     try:
-        consumer = app.consumer._thread._ensure_consumer()  # the aiokafka consumer on Faust's consumer thread
+        consumer = aiokafka_consumer(app)
     except ConsumerNotStarted:
         return
     record_heartbeats(getattr(consumer, "_coordinator", None), app.fence)

@@ -6,7 +6,8 @@ import asyncio
 
 from prometheus_client import REGISTRY
 
-from partner_stream.fencing import Fence, record_heartbeats
+from partner_stream.faust_patches.heartbeat import record_heartbeats
+from partner_stream.fencing import Fence
 
 
 def test_a_worker_fences_itself_after_the_silence_limit_and_comes_back_when_heartbeats_succeed() -> None:

@@ -3,7 +3,7 @@
 from faust.types import TP
 
 from partner_stream.app import app
-from partner_stream.recovery import KeepReadRecordsRecovery, begin_reading, seek_to_committed
+from partner_stream.faust_patches.recovery import KeepReadRecordsRecovery, begin_reading, seek_to_committed
 
 P0, P1 = (TP("order-created", n) for n in range(2))
 

@@ -8,8 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from partner_stream.app import create_app, embedded_broker_overrides
+from partner_stream.faust_patches.transport import TunedFetchTransport
 from partner_stream.settings import DEV_JWT_SECRET, BrokerProfile, Settings, SettingsRefused, get_settings
-from partner_stream.transport import TunedFetchTransport
 
 
 def worker_fetch_wait_ms(settings: Settings) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 from faust.types import TP
 
-from partner_stream.transport import TunedFetchConsumerThread
+from partner_stream.faust_patches.transport import TunedFetchConsumerThread
 
 STREAM = TP("order-created", 0)
 CHANGELOG = TP("ps-pending-orders-changelog", 0)

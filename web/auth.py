@@ -44,13 +44,20 @@ class TabletIdentity:
     expires_at: float | None
 
 
+def _bearer(header: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive), else None."""
+    scheme, _, credentials = header.partition(" ")
+    token = credentials.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
 def token_from_request(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     if header:
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() != "bearer" or not credentials.strip():
+        bearer = _bearer(header)
+        if bearer is None:
             raise AuthError(HTTPStatus.UNAUTHORIZED, "Authorization header must be 'Bearer <token>'")
-        return credentials.strip()
+        return bearer
     token = request.query.get("access_token", "").strip()
     if not token:
         raise AuthError(
@@ -164,11 +171,10 @@ class TokenVerifier:
 
 def operator_token_from_request(request: web.Request) -> str:
     """Operators authenticate with ``Authorization: Bearer`` only: query tokens end up in proxies' logs."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() != "bearer" or not credentials.strip():
+    bearer = _bearer(request.headers.get("Authorization", ""))
+    if bearer is None:
         raise AuthError(HTTPStatus.UNAUTHORIZED, "operator endpoints need 'Authorization: Bearer <operator token>'")
-    return credentials.strip()
+    return bearer
 
 
 def mint_operator_token(

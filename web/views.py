@@ -102,13 +102,20 @@ async def from_owner(view: View, restaurant_id: str, answer: Callable[[], Awaita
         )
 
 
-@app.page("/api/restaurants/{restaurant_id}/pending-orders")
-class RestaurantPendingOrders(View):
-    """A restaurant's pending orders and ``seq`` (operator token), from the worker that owns it."""
+class OwnerAnsweredView(View):
+    """An operator read about one restaurant: checked here, answered by ``owner_answer`` on its owner."""
 
     async def get(self, request: Request, restaurant_id: str) -> Response:
         refusal = unaddressable(self, restaurant_id) or operator_refusal(self, request)
         return refusal or await from_owner(self, restaurant_id, lambda: self.owner_answer(request, restaurant_id))
+
+    async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
+        raise NotImplementedError
+
+
+@app.page("/api/restaurants/{restaurant_id}/pending-orders")
+class RestaurantPendingOrders(OwnerAnsweredView):
+    """A restaurant's pending orders and ``seq`` (operator token), from the worker that owns it."""
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:
@@ -118,12 +125,8 @@ class RestaurantPendingOrders(View):
 
 
 @app.page("/api/restaurants/{restaurant_id}/connections")
-class RestaurantConnections(View):
+class RestaurantConnections(OwnerAnsweredView):
     """The restaurant's tablets connected to its owner: since when, last acknowledgement."""
-
-    async def get(self, request: Request, restaurant_id: str) -> Response:
-        refusal = unaddressable(self, restaurant_id) or operator_refusal(self, request)
-        return refusal or await from_owner(self, restaurant_id, lambda: self.owner_answer(request, restaurant_id))
 
     @app.table_route(table=pending_orders, match_info="restaurant_id")
     async def owner_answer(self, request: Request, restaurant_id: str) -> Response:

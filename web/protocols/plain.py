@@ -12,12 +12,12 @@ back as ``{"type":"reply","id":...}``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
 from web.protocols.disconnects import Disconnect
+from web.protocols.encoding import require_error_text, to_json
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
 from web.protocols.messages import (
     MAX_REQUEST_ID_CHARS,
@@ -96,23 +96,22 @@ class PlainCodec:
         match message:
             case Snapshot(restaurant_id=restaurant_id, seq=seq, orders=orders):
                 payload = {"restaurantId": restaurant_id, "orders": orders}
-                frame = _dumps({"type": "PendingOrders", "seq": seq, "data": payload})
+                frame = to_json({"type": "PendingOrders", "seq": seq, "data": payload})
             case Push(name=push_name, seq=seq, data=data):
                 if push_name not in PUSH_NAMES:
                     raise LocalProtocolError(f"unknown push name {push_name!r}")
-                frame = _dumps({"type": push_name, "seq": seq, "data": data})
+                frame = to_json({"type": push_name, "seq": seq, "data": data})
             case Reply(reply_to=reply_to, result=result, error=error):
                 if error is not None:
-                    if not error:
-                        raise LocalProtocolError("an error message must be a non-empty string")
-                    frame = _dumps({"type": "reply", "id": reply_to, "error": error})
+                    require_error_text(error)
+                    frame = to_json({"type": "reply", "id": reply_to, "error": error})
                 else:
-                    frame = _dumps({"type": "reply", "id": reply_to, "result": result})
+                    frame = to_json({"type": "reply", "id": reply_to, "result": result})
             case ServerPing():
                 frame = _PING
             case Close(disconnect=d):
                 close = {"type": "close", "code": d.code, "reason": d.reason, "reconnect": d.reconnect}
-                frame = _dumps(close)
+                frame = to_json(close)
                 self.state = CodecState.CLOSED
             case HandshakeAccepted() | HandshakeRejected():
                 raise LocalProtocolError(f"cannot send {name}: the plain protocol has no handshake")
@@ -169,16 +168,3 @@ def _reply_to(request: dict[str, Any]) -> str | None:
     if len(reply_to) > MAX_REQUEST_ID_CHARS:
         raise RemoteProtocolError(f"'id' is over {MAX_REQUEST_ID_CHARS} characters")
     return reply_to
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
-
-
-def _dumps(obj: object) -> str:
-    try:
-        return orjson.dumps(obj, default=_json_default).decode()
-    except orjson.JSONEncodeError as err:
-        raise LocalProtocolError(f"message is not JSON-encodable: {err}") from err

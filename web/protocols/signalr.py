@@ -15,12 +15,12 @@ Only what the official ``@microsoft/signalr`` client needs to talk to our hub:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Final
 
 import orjson
 
 from web.protocols.disconnects import SIGNALR_WS_CLOSE_CODE, Disconnect
+from web.protocols.encoding import require_error_text, to_json
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
 from web.protocols.messages import (
     MAX_REQUEST_ID_CHARS,
@@ -170,7 +170,7 @@ class SignalRCodec:
             case Reply(reply_to=reply_to, result=result, error=error):
                 if error is not None:
                     # Never both: the client rejects on a truthy error and would drop the result.
-                    _require_error_text(error)
+                    require_error_text(error)
                     frame = _record({"type": COMPLETION, "invocationId": reply_to, "error": error})
                 else:
                     frame = _record({"type": COMPLETION, "invocationId": reply_to, "result": result})
@@ -196,7 +196,7 @@ class SignalRCodec:
                 self.state = CodecState.OPEN
                 return _HANDSHAKE_ACCEPTED
             case HandshakeRejected(error=error):
-                _require_error_text(error)
+                require_error_text(error)
                 frame = _record({"error": error})
                 self.state = CodecState.CLOSED
                 return frame
@@ -307,20 +307,5 @@ def _arity_error(given: int, expected: int) -> str:
 # -- encoding helpers -------------------------------------------------------------
 
 
-def _require_error_text(error: str) -> None:
-    # The JS client tests ``if (message.error)``: an empty error would read as success.
-    if not error:
-        raise LocalProtocolError("an error message must be a non-empty string")
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise TypeError(f"type {type(value).__name__} is not JSON serializable")
-
-
 def _record(obj: object) -> str:
-    try:
-        return orjson.dumps(obj, default=_json_default).decode() + RECORD_SEPARATOR
-    except orjson.JSONEncodeError as err:
-        raise LocalProtocolError(f"message is not JSON-encodable: {err}") from err
+    return to_json(obj) + RECORD_SEPARATOR

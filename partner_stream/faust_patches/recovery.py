@@ -25,7 +25,7 @@ failover in four lost 7-19 orders per moved partition).
 An earlier version resumed first and kept any read offset past the commit, assuming what was read
 during the seek started at the committed offset. It did not always: when aiokafka had been asked
 for an empty set of partitions during the takeover it drained the paused backlog and moved the
-position past it (fixed in :mod:`partner_stream.transport`), and keeping that read offset made the
+position past it (fixed in :mod:`partner_stream.faust_patches.transport`), and keeping that read offset made the
 drain loop drop the re-fetched backlog as duplicates (issue #17).
 
 A recovery that completes after the next rebalance has already started (its revoke bumps

@@ -1,0 +1,32 @@
+"""Patch: tell the fence about every heartbeat aiokafka's group coordinator gets through.
+
+aiokafka has no hook for a successful heartbeat; :func:`record_heartbeats` wraps the
+coordinator's private ``_do_heartbeat`` once per coordinator (partner_stream/fencing.py says
+why a worker needs to know).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from partner_stream.fencing import Fence
+
+
+def record_heartbeats(coordinator: Any, fence: Fence) -> None:
+    """Wrap aiokafka's heartbeat call on this coordinator (once) to tell the fence about each success.
+
+    The coordinator lives on Faust's consumer thread; the wrapper only stores a float, which the main loop reads.
+    """
+    if coordinator is None or getattr(coordinator, "_partner_fence", None) is fence:
+        return
+    original = coordinator._do_heartbeat
+
+    async def do_heartbeat() -> bool:
+        succeeded = await original()
+        if succeeded:
+            fence.heartbeat_succeeded()
+        return succeeded
+
+    coordinator._do_heartbeat = do_heartbeat
+    coordinator._partner_fence = fence
+    fence.heartbeat_succeeded()  # joining just succeeded: the coordinator exists because we are in the group
