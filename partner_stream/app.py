@@ -81,7 +81,7 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     check_versions()
     transport.register()
     store.register()
-    brokers = [url for url in settings.broker_url.split(";") if url.strip()]
+    brokers = settings.broker_urls
     options: dict[str, Any] = {
         "broker": brokers,
         "env_prefix": ENV_PREFIX,

@@ -19,7 +19,6 @@ import threading
 from aiokafka import AIOKafkaClient
 from aiokafka.protocol.metadata import MetadataRequest
 
-from .samples import bootstrap_servers
 from .settings import Settings, SettingsRefused
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ def check_broker_profile(settings: Settings) -> None:
     Runs in a thread with its own event loop: it is called before Faust creates the worker's loop.
     """
     found: list[str | None] = [None]
-    servers = bootstrap_servers(settings.broker_url)
+    servers = settings.bootstrap_servers
     thread = threading.Thread(target=lambda: found.__setitem__(0, asyncio.run(cluster_id_of(servers))), daemon=True)
     thread.start()
     thread.join(CHECK_TIMEOUT_SECONDS * 3)

@@ -19,6 +19,7 @@ from pathlib import Path
 import click
 
 from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker, own_session_options, stop_process
+from .durations import parse_duration
 
 DEV_DATA_DIR = Path(".partner-stream-dev")
 
@@ -214,13 +215,11 @@ def token(restaurant: str | None, operator: bool, ttl: str) -> None:
 
 
 def _parse_duration(text: str) -> int:
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    text = text.strip().lower()
-    multiplier = units.get(text[-1:])
-    number = text[:-1] if multiplier else text
-    if not number.isdigit() or int(number) <= 0:
+    """Whole seconds of a token's lifetime, in the one duration grammar (partner_stream/durations.py)."""
+    seconds = int(parse_duration(text.strip().lower()))
+    if seconds <= 0:
         raise ValueError(f"{text!r} is not a positive duration like 3600, 90m, 12h or 7d")
-    return int(number) * (multiplier or 1)
+    return seconds
 
 
 @main.command("schemas")

@@ -108,6 +108,15 @@ def _addressable(restaurant_id: str) -> str:
     return restaurant_id
 
 
+def order_id_problem(text: str) -> str | None:
+    """Why ``text`` can never be an order ID (the contract's rule, for IDs a tablet sends), or None."""
+    try:
+        _normalise_id(text)
+    except ValueError as exc:
+        return f"orderId {exc}"
+    return None
+
+
 def restaurant_id_problem(text: str) -> str | None:
     """Why ``text`` can never be a restaurant ID (the contract's rule, for IDs arriving over HTTP), or None."""
     try:

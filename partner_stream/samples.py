@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from yarl import URL
 
 from .settings import Settings
 
@@ -29,18 +28,6 @@ DISHES: Sequence[tuple[str, float]] = (
     ("Thai Iced Tea", 3.5),
 )
 CUSTOMERS: Sequence[str] = ("Ana", "Ben", "Chiara", "Dmitri", "Esi", "Farid", "Grace", "Hiro", "Ines")
-
-
-def bootstrap_servers(broker_url: str) -> list[str]:
-    """``kafka://a:9092;kafka://b:9092`` -> ``["a:9092", "b:9092"]`` for a plain Kafka client."""
-    servers = []
-    for raw in broker_url.split(";"):
-        raw = raw.strip()
-        if not raw:
-            continue
-        url = URL(raw if "://" in raw else f"kafka://{raw}")
-        servers.append(f"{url.host}:{url.port or 9092}")
-    return servers
 
 
 def order_created(restaurant_id: str, order_id: str | None = None, customer: str | None = None) -> dict[str, Any]:
@@ -74,7 +61,7 @@ class OrderPublisher:
 
     def __init__(self, settings: Settings, *, linger_ms: int = 0) -> None:
         self.settings = settings
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers(settings.broker_url), linger_ms=linger_ms)
+        self._producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=linger_ms)
 
     async def __aenter__(self) -> OrderPublisher:
         await self._producer.start()

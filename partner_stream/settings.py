@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from yarl import URL
 
 ENV_PREFIX = "PARTNER_STREAM_"
 
@@ -170,6 +171,17 @@ class Settings(BaseSettings):
                 f"{MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
             )
         return self
+
+    @property
+    def broker_urls(self) -> list[str]:
+        """``broker_url`` split on ``;``, each with a scheme (``kafka://`` when it has none): what Faust takes."""
+        parts = (part.strip() for part in self.broker_url.split(";"))
+        return [part if "://" in part else f"kafka://{part}" for part in parts if part]
+
+    @property
+    def bootstrap_servers(self) -> list[str]:
+        """``host:port`` of each broker, for a plain Kafka client (port 9092 when none is given)."""
+        return [f"{url.host}:{url.port or 9092}" for url in map(URL, self.broker_urls)]
 
     @property
     def embedded(self) -> bool:

@@ -40,6 +40,13 @@ def _utc(value: datetime) -> datetime:
 StoredTime = Annotated[datetime, AfterValidator(_utc)]
 
 
+def json_time(value: datetime | None) -> str | None:
+    """A date-time as clients see it everywhere: ISO 8601 with ``Z`` for UTC, as pydantic writes the orders."""
+    if value is None:
+        return None
+    return _utc(value).isoformat().replace("+00:00", "Z")
+
+
 class OrderLine(StoredModel):
     name: str
     quantity: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .model import PendingOrder, RestaurantOrders
+from .model import PendingOrder, RestaurantOrders, json_time
 from .transitions import Change, OrderAdded, OrderResolved, OrderSeen
 
 
@@ -47,10 +47,8 @@ def change_payload(change: Change) -> dict[str, Any]:
                 "seq": change.seq,
             }
             if change.resolution.value == "accepted":
-                payload["acceptedAt"] = change.at.isoformat() if change.at else None
-                payload["estimatedReadyAt"] = (
-                    change.estimated_ready_at.isoformat() if change.estimated_ready_at else None
-                )
+                payload["acceptedAt"] = json_time(change.at)
+                payload["estimatedReadyAt"] = json_time(change.estimated_ready_at)
             else:
                 payload["reason"] = change.reason
             return payload
@@ -58,7 +56,7 @@ def change_payload(change: Change) -> dict[str, Any]:
             return {
                 "orderId": order.order_id,
                 "restaurantId": order.restaurant_id,
-                "acknowledgedAt": order.acknowledged_at.isoformat() if order.acknowledged_at else None,
+                "acknowledgedAt": json_time(order.acknowledged_at),
                 "seq": seq,
             }
     raise TypeError(f"not a change: {change!r}")

@@ -28,7 +28,10 @@ def worker_fetch_wait_ms(settings: Settings) -> int:
 def test_real_kafka_profile_keeps_faust_defaults() -> None:
     app = create_app(Settings(broker_url="kafka://kafka-1:9092;kafka://kafka-2:9092"))
     # The same brokers; only the consumer's transport differs (its fetch keeps a partition's backlog).
-    assert [str(u) for u in app.conf.broker_consumer] == ["partner-kafka://kafka-1:9092", "partner-kafka://kafka-2:9092"]
+    assert [str(u) for u in app.conf.broker_consumer] == [
+        "partner-kafka://kafka-1:9092",
+        "partner-kafka://kafka-2:9092",
+    ]
     assert isinstance(app.transport, TunedFetchTransport)
     assert app.conf.producer_max_batch_size != 1
     assert app.conf.broker_session_timeout != embedded_broker_overrides()["broker_session_timeout"]
@@ -94,3 +97,9 @@ def test_invalid_settings_exit_with_one_line_per_problem_and_no_traceback(monkey
     monkeypatch.delenv("PARTNER_STREAM_FENCE_FRACTION")
     monkeypatch.setenv("PARTNER_STREAM_JWT_SECRET", "short")
     assert "at least 32" in refusal()
+
+
+def test_broker_urls_are_parsed_in_one_place() -> None:
+    settings = Settings(broker_url=" kafka://a:9092 ; b:19092;;kafka://c")
+    assert settings.broker_urls == ["kafka://a:9092", "kafka://b:19092", "kafka://c"]
+    assert settings.bootstrap_servers == ["a:9092", "b:19092", "c:9092"]

@@ -9,7 +9,6 @@ claim is ``operator``; tablet tokens are refused.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
@@ -21,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from partner_stream.app import app, pending_orders, settings
+from partner_stream.durations import parse_duration
 from partner_stream.events import restaurant_id_problem
 from tables.queries import snapshot_payload, unseen_orders
 
@@ -222,17 +222,6 @@ class WorkerStatus(View):
 
     async def get(self, request: Request) -> Response:
         return operator_refusal(self, request) or self.json(local_status())
-
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-
-
-def parse_duration(text: str) -> float:
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration like 90, 60s, 5m or 1h")
-    scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2) or "s"]
-    return float(match.group(1)) * scale
 
 
 def local_unseen(older_than: float) -> list[dict[str, Any]]:

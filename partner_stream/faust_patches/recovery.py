@@ -50,9 +50,7 @@ def forget_read_offsets(consumer: Any, stream_partitions: set[TP]) -> None:
         consumer._read_offset.pop(tp, None)
 
 
-async def begin_reading(
-    consumer: Any, stream_partitions: set[TP], seek: Callable[[], Awaitable[None]] | None
-) -> None:
+async def begin_reading(consumer: Any, stream_partitions: set[TP], seek: Callable[[], Awaitable[None]] | None) -> None:
     """Steps 1-3 of the module docstring: forget stale read offsets, seek while paused, then resume."""
     forget_read_offsets(consumer, stream_partitions)
     if seek is not None:

@@ -91,6 +91,6 @@ def consumer_urls(broker_urls: list[str]) -> list[str]:
     """The broker URLs with Kafka schemes switched to the tuned transport."""
     tuned = []
     for raw in broker_urls:
-        url = URL(raw if "://" in raw else f"kafka://{raw}")
+        url = URL(raw)
         tuned.append(str(url.with_scheme(SCHEME)) if url.scheme in _KAFKA_SCHEMES else raw)
     return tuned

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from partner_stream.events import LIMITS
 from web.protocols import PlainCodec, RemoteProtocolError, SignalRCodec
-from web.protocols.messages import MAX_ORDER_ID_CHARS, Acknowledge, InvalidInvocation
+from web.protocols.messages import Acknowledge, InvalidInvocation
 
 HANDSHAKE = '{"protocol":"json","version":1}\x1e'
 
@@ -16,10 +15,6 @@ HANDSHAKE = '{"protocol":"json","version":1}\x1e'
 def signalr(record: dict) -> list:
     codec = SignalRCodec()
     return codec.events(HANDSHAKE + json.dumps(record) + "\x1e")[1:]
-
-
-def test_the_order_id_limit_is_the_event_contracts() -> None:
-    assert LIMITS.id_chars == MAX_ORDER_ID_CHARS
 
 
 @pytest.mark.parametrize("order_id", ["o" * 129, "bad\x00id", "tab\tbed", "  "])

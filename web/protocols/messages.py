@@ -170,19 +170,5 @@ def coerce_id(value: object) -> str | None:
     return None
 
 
-#: Characters of an order ID: the event contract's limit (``partner_stream.events.Limits.id_chars``; a test keeps
-#: them equal). An acknowledgement becomes a Kafka write, so its ID is bounded before it goes anywhere.
-MAX_ORDER_ID_CHARS: Final = 128
 #: Characters of a request id a client picks (SignalR ``invocationId``, plain ``id``): echoed in the reply.
 MAX_REQUEST_ID_CHARS: Final = 128
-
-
-def order_id_problem(order_id: str) -> str | None:
-    """Why ``order_id`` cannot name an order (empty, too long, a control character), or None."""
-    if not order_id.strip():
-        return "must be a non-empty string or an integer"
-    if len(order_id) > MAX_ORDER_ID_CHARS:
-        return f"must be at most {MAX_ORDER_ID_CHARS} characters"
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in order_id):
-        return "must not contain control characters"
-    return None

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import orjson
 
+from partner_stream.events import order_id_problem
 from web.protocols.disconnects import Disconnect
 from web.protocols.encoding import require_error_text, to_json
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
@@ -40,7 +41,6 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
     coerce_id,
-    order_id_problem,
 )
 
 REQUEST_TYPES: Final = ("ping", "ack", "resume", "getPendingOrders", "close")
@@ -140,9 +140,9 @@ def _parse(text: str) -> Inbound:
             return ClientPing()
         case "ack":
             order_id = coerce_id(request.get("orderId"))
-            problem = "must be a non-empty string or an integer" if order_id is None else order_id_problem(order_id)
+            problem = "orderId must be a string or an integer" if order_id is None else order_id_problem(order_id)
             if problem is not None or order_id is None:
-                raise RemoteProtocolError(f"'ack' needs an 'orderId' that {problem}")
+                raise RemoteProtocolError(f"'ack' needs a valid 'orderId': {problem}")
             return Acknowledge(order_id, _reply_to(request))
         case "resume":
             seq = request.get("seq")

@@ -15,10 +15,12 @@ Only what the official ``@microsoft/signalr`` client needs to talk to our hub:
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any, Final
 
 import orjson
 
+from partner_stream.events import order_id_problem
 from web.protocols.disconnects import SIGNALR_WS_CLOSE_CODE, Disconnect
 from web.protocols.encoding import require_error_text, to_json
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
@@ -44,7 +46,6 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
     coerce_id,
-    order_id_problem,
 )
 
 RECORD_SEPARATOR: Final = "\x1e"
@@ -53,15 +54,20 @@ PROTOCOL_VERSION: Final = 1
 MAX_RECORDS_PER_FRAME: Final = 100
 """Bounds the work one frame can cause; the official client batches far fewer."""
 
+
 # Message types of the SignalR hub protocol.
-INVOCATION: Final = 1
-COMPLETION: Final = 3
-STREAM_INVOCATION: Final = 4
-PING: Final = 6
-CLOSE: Final = 7
+class MessageType(IntEnum):
+    """The ``type`` of a hub protocol record (types 2, 5, 8 and 9 are never acted on)."""
+
+    INVOCATION = 1
+    COMPLETION = 3
+    STREAM_INVOCATION = 4
+    PING = 6
+    CLOSE = 7
+
 
 _HANDSHAKE_ACCEPTED: Final = "{}" + RECORD_SEPARATOR
-_PING: Final = '{"type":6}' + RECORD_SEPARATOR
+_PING: Final = f'{{"type":{MessageType.PING.value}}}' + RECORD_SEPARATOR
 
 
 class SignalRCodec:
@@ -162,22 +168,22 @@ class SignalRCodec:
         match message:
             case Snapshot(restaurant_id=restaurant_id, seq=seq, orders=orders):
                 payload = {"restaurantId": restaurant_id, "seq": seq, "orders": orders}
-                frame = _record({"type": INVOCATION, "target": "PendingOrders", "arguments": [payload]})
+                frame = _record({"type": MessageType.INVOCATION, "target": "PendingOrders", "arguments": [payload]})
             case Push(name=push_name, data=data):
                 if push_name not in PUSH_NAMES:
                     raise LocalProtocolError(f"unknown push name {push_name!r}")
-                frame = _record({"type": INVOCATION, "target": push_name, "arguments": [data]})
+                frame = _record({"type": MessageType.INVOCATION, "target": push_name, "arguments": [data]})
             case Reply(reply_to=reply_to, result=result, error=error):
                 if error is not None:
                     # Never both: the client rejects on a truthy error and would drop the result.
                     require_error_text(error)
-                    frame = _record({"type": COMPLETION, "invocationId": reply_to, "error": error})
+                    frame = _record({"type": MessageType.COMPLETION, "invocationId": reply_to, "error": error})
                 else:
-                    frame = _record({"type": COMPLETION, "invocationId": reply_to, "result": result})
+                    frame = _record({"type": MessageType.COMPLETION, "invocationId": reply_to, "result": result})
             case ServerPing():
                 frame = _PING
             case Close(disconnect=disconnect):
-                close: dict[str, Any] = {"type": CLOSE, "error": disconnect.reason}
+                close: dict[str, Any] = {"type": MessageType.CLOSE, "error": disconnect.reason}
                 if disconnect.reconnect:
                     close["allowReconnect"] = True
                 frame = _record(close)
@@ -252,13 +258,13 @@ def _parse_message(record: str) -> Inbound | None:
     if not _is_int(message_type):
         raise RemoteProtocolError("record lacks an integer 'type'")
     match message_type:
-        case 1:
+        case MessageType.INVOCATION:
             return _parse_invocation(message, streaming=False)
-        case 4:
+        case MessageType.STREAM_INVOCATION:
             return _parse_invocation(message, streaming=True)
-        case 6:
+        case MessageType.PING:
             return ClientPing()
-        case 7:
+        case MessageType.CLOSE:
             error = message.get("error")
             return ClientClosed(error if isinstance(error, str) else None)
         case _:
@@ -292,9 +298,9 @@ def _parse_invocation(message: dict[str, Any], *, streaming: bool) -> Inbound:
             if len(arguments) != 1:
                 return InvalidInvocation(reply_to, _arity_error(len(arguments), 1))
             order_id = coerce_id(arguments[0])
-            problem = "must be a non-empty string or an integer" if order_id is None else order_id_problem(order_id)
+            problem = "orderId must be a string or an integer" if order_id is None else order_id_problem(order_id)
             if problem is not None or order_id is None:
-                return InvalidInvocation(reply_to, f"Acknowledge expects an orderId that {problem}.")
+                return InvalidInvocation(reply_to, f"Acknowledge expects a valid orderId: {problem}.")
             return Acknowledge(order_id, reply_to)
         case _:
             return InvalidInvocation(reply_to, f"Unknown hub method '{target}'")
