@@ -30,6 +30,7 @@ from aiohttp import web
 
 from web.auth import AuthError, TokenVerifier, token_from_request
 from web.cors import CorsPolicy
+from web.errors import Refusal
 
 from .samples import OrderPublisher
 from .settings import BrokerProfile, Settings
@@ -84,12 +85,7 @@ class CentralHubStandin:
     # -- HTTP ---------------------------------------------------------------------------------
 
     def _error(self, request: web.Request, status: HTTPStatus, reason: str) -> web.Response:
-        headers = self.cors.headers(request)
-        if status == HTTPStatus.UNAUTHORIZED:
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        if status == HTTPStatus.SERVICE_UNAVAILABLE:
-            headers["Retry-After"] = "1"
-        return web.json_response({"error": reason}, status=int(status), headers=headers)
+        return Refusal(status, reason).response(self.cors.headers(request))
 
     async def preflight(self, request: web.Request) -> web.Response:
         return self.cors.preflight(request, "POST, OPTIONS")

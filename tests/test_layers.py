@@ -27,6 +27,8 @@ PURE_MODULES = [
     "web.budget",
     "web.negotiations",
     "web.placement",
+    "web.errors",
+    "partner_stream.durations",
 ]
 
 

@@ -18,23 +18,15 @@ from typing import TYPE_CHECKING, Any
 import jwt
 from aiohttp import web
 
+from .errors import Refusal
 from .protocols.messages import coerce_id
 
 if TYPE_CHECKING:  # importing partner_stream builds the Faust app: token code must not need it
     from partner_stream.settings import Settings
 
 
-class AuthError(Exception):
-    """A request that must be refused before any upgrade, with an HTTP status and a clear reason."""
-
-    def __init__(self, status: HTTPStatus, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-    def response(self) -> web.Response:
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if self.status == 401 else None
-        return web.json_response({"error": self.reason}, status=int(self.status), headers=headers)
+class AuthError(Refusal):
+    """A request whose credentials (or the restaurant it names) must be refused before any upgrade."""
 
 
 @dataclass(frozen=True, slots=True)

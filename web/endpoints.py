@@ -27,6 +27,7 @@ from . import metrics
 from .auth import LEEWAY_SECONDS, AuthError, TabletIdentity, TokenVerifier, token_from_request
 from .connection import Connection, new_connection_id
 from .cors import CorsPolicy
+from .errors import Refusal
 from .hub import Hub
 from .negotiations import NegotiationRefused, PendingNegotiations
 from .placement import ConfirmOwner, Locate, Owner, OwnerUnreachable, Placement
@@ -91,14 +92,9 @@ class TabletEndpoints:
             raise AuthError(HTTPStatus.BAD_REQUEST, problem)
         return self.verifier.tablet(token_from_request(request), restaurant_id)
 
-    def _refuse(self, status: HTTPStatus, reason: str, request: web.Request, **extra: object) -> web.Response:
+    def _refuse(self, status: HTTPStatus, reason: str, request: web.Request) -> web.Response:
         metrics.REFUSED.labels(status=str(int(status))).inc()
-        headers = self.cors.headers(request)
-        if status in (HTTPStatus.SERVICE_UNAVAILABLE, HTTPStatus.TOO_MANY_REQUESTS):
-            headers["Retry-After"] = "1"
-        if status == HTTPStatus.UNAUTHORIZED:
-            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-        return web.json_response({"error": reason, **extra}, status=int(status), headers=headers)
+        return Refusal(status, reason).response(self.cors.headers(request))
 
     def _admission(self, request: web.Request) -> tuple[TabletIdentity, Owner] | web.Response:
         """Authenticate and locate the owner (LOCAL or REMOTE), or the refusal to answer with."""

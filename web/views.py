@@ -26,6 +26,7 @@ from tables.queries import snapshot_payload, unseen_orders
 
 from . import site
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
+from .errors import Refusal
 from .ownership import locate, not_ready_reason, owner_url, owns_partition, recovery_state, worker_ready
 from .placement import OwnerUnreachable, Placement
 from .workers import internal_url, owners, public_url
@@ -50,8 +51,10 @@ def serve_tablets(hub: Any, relay: Any) -> None:
     tablets.hub, tablets.relay = hub, relay
 
 
-def error(view: View, status: HTTPStatus, message: str, **headers: str) -> Response:
-    return view.json({"error": message}, status=int(status), headers=headers or None)
+def error(view: View, status: HTTPStatus, message: str) -> Response:
+    """A :class:`web.errors.Refusal` as a Faust view's response."""
+    refusal = Refusal(status, message)
+    return view.json(refusal.body(), status=int(status), headers=refusal.headers() or None)
 
 
 def operator_refusal(view: View, request: Request) -> Response | None:
@@ -71,7 +74,7 @@ def unaddressable(view: View, restaurant_id: str | None) -> Response | None:
 
 def not_ready(view: View) -> Response:
     reason = not_ready_reason() or "this worker is recovering its partitions"
-    return error(view, HTTPStatus.SERVICE_UNAVAILABLE, reason, **{"Retry-After": "1"})
+    return error(view, HTTPStatus.SERVICE_UNAVAILABLE, reason)
 
 
 # -- per restaurant, answered by the owner ---------------------------------------------------
@@ -89,7 +92,6 @@ async def from_owner(view: View, restaurant_id: str, answer: Callable[[], Awaita
             view,
             HTTPStatus.SERVICE_UNAVAILABLE,
             "the restaurant's partition is not assigned yet (the worker is starting or rebalancing); retry shortly",
-            **{"Retry-After": "1"},
         )
     try:
         return await answer()
@@ -98,7 +100,6 @@ async def from_owner(view: View, restaurant_id: str, answer: Callable[[], Awaita
             view,
             HTTPStatus.SERVICE_UNAVAILABLE,
             f"the restaurant's worker is unreachable (failing over?): {type(exc).__name__}; retry shortly",
-            **{"Retry-After": "1"},
         )
 
 
@@ -154,13 +155,13 @@ class RestaurantEndpoint(View):
             return error(self, exc.status, exc.reason)
         owner = locate(restaurant_id)
         if owner.placement is Placement.UNAVAILABLE:
-            return error(self, HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable", **{"Retry-After": "1"})
+            return error(self, HTTPStatus.SERVICE_UNAVAILABLE, owner.reason or "unavailable")
         try:
             base = (
                 public_url() if owner.placement is Placement.LOCAL else await owners.confirm(owner.url, restaurant_id)
             )  # type: ignore[arg-type]
         except OwnerUnreachable as exc:
-            return error(self, HTTPStatus.SERVICE_UNAVAILABLE, str(exc), **{"Retry-After": "1"})
+            return error(self, HTTPStatus.SERVICE_UNAVAILABLE, str(exc))
         ws_base = base.with_scheme("wss" if base.scheme == "https" else "ws")
         query = {"restaurantId": restaurant_id}
         return self.json(
