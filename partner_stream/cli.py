@@ -81,7 +81,7 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     _ctrl_c_stops()
     from web.auth import mint_tablet_token
 
-    from .local import WORKER_COMMAND, NotReady, wait_ready
+    from .local import WORKER_COMMAND, NotReady, local_worker_env, wait_ready
     from .samples import generate_orders
     from .settings import DEV_JWT_SECRET, Settings
 
@@ -96,21 +96,17 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
         except RuntimeError as exc:
             raise click.ClickException(str(exc)) from None
         shutil.rmtree(data_dir, ignore_errors=True)
-        env = {
-            **os.environ,
-            "PARTNER_STREAM_BROKER_URL": embedded.url,
-            "PARTNER_STREAM_BROKER_PROFILE": "embedded",
-            "PARTNER_STREAM_APP_DATADIR": str(data_dir),
-            "PARTNER_STREAM_WEB_PORT": str(web_port),
-            "PARTNER_STREAM_WEB_BIND": "127.0.0.1",
-            "PARTNER_STREAM_WEB_HOST": "127.0.0.1",
-            # Dev only: tablets sign in with tokens from `partner-stream token`, signed with the dev secret.
-            "PARTNER_STREAM_JWT_SECRET": os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
-            # Dev only: a stand-in for CentralHub's accept/reject API, so the board's buttons work.
-            "PARTNER_STREAM_DEV_CENTRAL_HUB": "1",
-            # The one place the published dev secret is accepted (with the embedded broker only).
-            "PARTNER_STREAM_DEV_STACK": "1",
-        }
+        env = local_worker_env(
+            broker_url=embedded.url,
+            data_dir=data_dir,
+            web_port=web_port,
+            # Tablets sign in with tokens from `partner-stream token`, signed with the dev secret by default.
+            jwt_secret=os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
+            # A stand-in for CentralHub's accept/reject API, so the board's buttons work; and the one place
+            # the published dev secret is accepted (with the embedded broker only).
+            settings={"DEV_CENTRAL_HUB": "1", "DEV_STACK": "1"},
+            keep_user_settings=True,
+        )
         with _signals_deferred():  # a Ctrl-C now must not leave a worker that the stop below does not know
             worker_process = subprocess.Popen(WORKER_COMMAND, env=env, **own_session_options())
         base = f"http://127.0.0.1:{web_port}"

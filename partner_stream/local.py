@@ -33,13 +33,16 @@ def local_worker_env(
     jwt_secret: str,
     settings: dict[str, str] | None = None,
     extra: dict[str, str] | None = None,
+    keep_user_settings: bool = False,
 ) -> dict[str, str]:
-    """This process's environment without its own ``PARTNER_STREAM_*`` settings, plus a loopback worker's.
+    """This process's environment, plus a loopback worker's settings.
 
     ``settings`` are more partner-stream settings by field name (``{"APP_ID": "x"}``); ``extra`` is merged last,
-    as is (other variables, or overrides).
+    as is (other variables, or overrides). The caller's own ``PARTNER_STREAM_*`` variables are dropped (tests
+    and benches must not inherit a developer's shell), unless ``keep_user_settings`` (``partner-stream dev``:
+    the user's settings apply, under the loopback ones).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+    env = {k: v for k, v in os.environ.items() if keep_user_settings or not k.startswith(ENV_PREFIX)}
     local = {
         "BROKER_URL": broker_url,
         "BROKER_PROFILE": "embedded",
