@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from tests.support.codecs import drain as feed
 from web.protocols.disconnects import (
     BAD_REQUEST,
     CLIENT_TIMEOUT,
@@ -412,7 +413,7 @@ def receive(codec: Codec, frame: str | bytes) -> list[Inbound] | RemoteProtocolE
 
 def open_signalr() -> SignalRCodec:
     codec = SignalRCodec()
-    assert codec.events(HANDSHAKE) == [HandshakeRequested()]
+    assert feed(codec, HANDSHAKE) == [HandshakeRequested()]
     codec.send(HandshakeAccepted())
     return codec
 
@@ -615,7 +616,7 @@ def test_frames_after_close_are_discarded_and_nothing_more_is_sent(
     if codec_type is SignalRCodec and how.startswith("reject"):
         codec = SignalRCodec()
         if how == "reject-after-handshake":
-            codec.events(HANDSHAKE)
+            feed(codec, HANDSHAKE)
         codec.send(HandshakeRejected("The protocol 'messagepack' is not supported."))
     else:
         codec = open_signalr() if codec_type is SignalRCodec else PlainCodec()
@@ -642,7 +643,7 @@ def codec_in(state: str) -> tuple[Codec, bool]:
             return SignalRCodec(), False
         case "signalr-handshake-received":
             codec = SignalRCodec()
-            codec.events(HANDSHAKE)
+            feed(codec, HANDSHAKE)
             return codec, True
         case "signalr-open":
             return open_signalr(), True

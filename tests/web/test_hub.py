@@ -24,6 +24,7 @@ from partner_stream.events import OrderAccepted, OrderCreated
 from tables.memory import MemoryTable
 from tables.model import RestaurantOrders, StorageUnavailable
 from tables.transitions import Change, apply_event
+from tests.support.codecs import drain
 from web.connection import Connection, ConnectionStatus
 from web.hub import Hub
 from web.protocols import PlainCodec, SignalRCodec
@@ -146,7 +147,7 @@ class Env:
         codec: PlainCodec | SignalRCodec
         if protocol == "signalr":
             codec = SignalRCodec()
-            codec.events(HANDSHAKE)
+            drain(codec, HANDSHAKE)
             codec.send(HandshakeAccepted())  # endpoints write this straight to the socket, before the writer
         else:
             codec = PlainCodec()

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.support.codecs import drain
 from web.protocols import PlainCodec, RemoteProtocolError, SignalRCodec
 from web.protocols.messages import Acknowledge, InvalidInvocation
 
@@ -14,7 +15,7 @@ HANDSHAKE = '{"protocol":"json","version":1}\x1e'
 
 def signalr(record: dict) -> list:
     codec = SignalRCodec()
-    return codec.events(HANDSHAKE + json.dumps(record) + "\x1e")[1:]
+    return drain(codec, HANDSHAKE + json.dumps(record) + "\x1e")[1:]
 
 
 @pytest.mark.parametrize("order_id", ["o" * 129, "bad\x00id", "tab\tbed", "  "])
@@ -43,4 +44,4 @@ def test_a_signalr_invocation_id_over_the_limit_breaks_the_protocol() -> None:
 )
 def test_a_plain_request_with_an_impossible_id_breaks_the_protocol(request_: dict) -> None:
     with pytest.raises(RemoteProtocolError):
-        PlainCodec().events(json.dumps(request_))
+        drain(PlainCodec(), json.dumps(request_))

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.codecs import drain
 from web.protocols import disconnects
 from web.protocols.disconnects import BAD_REQUEST, RESYNC, SHUTDOWN, UNAUTHORIZED, Disconnect
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
@@ -36,7 +37,7 @@ def frame(obj: Any) -> str:
 
 
 def decode_one(obj: Any) -> Any:
-    [event] = PlainCodec().events(frame(obj))
+    [event] = drain(PlainCodec(), frame(obj))
     return event
 
 
@@ -49,7 +50,7 @@ def test_codec_starts_open_without_handshake() -> None:
 
 def test_ping_round_trip() -> None:
     codec = PlainCodec()
-    assert codec.events('{"type":"ping"}') == [ClientPing()]
+    assert drain(codec, '{"type":"ping"}') == [ClientPing()]
     assert codec.send(ServerPing()) == '{"type":"ping"}'
 
 

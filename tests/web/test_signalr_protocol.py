@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.codecs import drain
 from web.protocols.disconnects import BAD_REQUEST, MESSAGE_TOO_BIG, SHUTDOWN
 from web.protocols.errors import LocalProtocolError, RemoteProtocolError
 from web.protocols.messages import (
@@ -43,7 +44,7 @@ def rec(obj: Any) -> str:
 
 def open_codec() -> SignalRCodec:
     codec = SignalRCodec()
-    assert codec.events(HANDSHAKE) == [HandshakeRequested()]
+    assert drain(codec, HANDSHAKE) == [HandshakeRequested()]
     assert codec.send(HandshakeAccepted()) == "{}" + RS
     return codec
 
@@ -64,7 +65,7 @@ def test_codec_starts_awaiting_handshake() -> None:
 
 def test_valid_handshake_yields_handshake_requested_and_accept_opens() -> None:
     codec = SignalRCodec()
-    assert codec.events(HANDSHAKE) == [HandshakeRequested()]
+    assert drain(codec, HANDSHAKE) == [HandshakeRequested()]
     assert codec.state is CodecState.AWAITING_HANDSHAKE
     assert codec.send(HandshakeAccepted()) == "{}\x1e"
     assert codec.state is CodecState.OPEN
@@ -72,7 +73,7 @@ def test_valid_handshake_yields_handshake_requested_and_accept_opens() -> None:
 
 def test_records_after_handshake_in_same_frame_are_parsed() -> None:
     codec = SignalRCodec()
-    events = codec.events(HANDSHAKE + invoke("GetPendingOrders") + rec({"type": 6}))
+    events = drain(codec, HANDSHAKE + invoke("GetPendingOrders") + rec({"type": 6}))
     assert events == [HandshakeRequested(), SnapshotRequested("1"), ClientPing()]
 
 
@@ -119,7 +120,7 @@ def test_malformed_handshake_is_protocol_error_with_handshake_error(record: str)
 
 
 def test_handshake_protocol_name_is_case_insensitive() -> None:
-    assert SignalRCodec().events(rec({"protocol": "JSON", "version": 1})) == [HandshakeRequested()]
+    assert drain(SignalRCodec(), rec({"protocol": "JSON", "version": 1})) == [HandshakeRequested()]
 
 
 def test_bad_record_after_handshake_in_same_frame_rejects_whole_frame() -> None:
@@ -170,7 +171,7 @@ def test_second_handshake_record_is_protocol_error() -> None:
 
 def test_two_records_in_one_frame_yield_two_events() -> None:
     codec = open_codec()
-    assert codec.events(invoke("Acknowledge", "o1") + invoke("GetPendingOrders", invocation_id="2")) == [
+    assert drain(codec, invoke("Acknowledge", "o1") + invoke("GetPendingOrders", invocation_id="2")) == [
         Acknowledge("o1", "1"),
         SnapshotRequested("2"),
     ]
@@ -186,7 +187,7 @@ def test_partial_record_is_protocol_error(frame: str) -> None:
 
 
 def test_frame_with_100_records_is_accepted() -> None:
-    assert open_codec().events(rec({"type": 6}) * 100) == [ClientPing()] * 100
+    assert drain(open_codec(), rec({"type": 6}) * 100) == [ClientPing()] * 100
 
 
 def test_frame_with_more_than_100_records_is_protocol_error() -> None:
@@ -240,44 +241,44 @@ def test_binary_json_handshake_is_still_rejected() -> None:
 
 @pytest.mark.parametrize("target", ["GetPendingOrders", "getpendingorders", "GETPENDINGORDERS", "getPendingOrders"])
 def test_target_matching_is_case_insensitive(target: str) -> None:
-    assert open_codec().events(invoke(target)) == [SnapshotRequested("1")]
+    assert drain(open_codec(), invoke(target)) == [SnapshotRequested("1")]
 
 
 @pytest.mark.parametrize("target", ["Acknowledge", "acknowledge", "ACKNOWLEDGE"])
 def test_acknowledge_target_matching_is_case_insensitive(target: str) -> None:
-    assert open_codec().events(invoke(target, "o1")) == [Acknowledge("o1", "1")]
+    assert drain(open_codec(), invoke(target, "o1")) == [Acknowledge("o1", "1")]
 
 
 def test_acknowledge_normalises_integer_order_id_to_str() -> None:
-    assert open_codec().events(invoke("Acknowledge", 42)) == [Acknowledge("42", "1")]
+    assert drain(open_codec(), invoke("Acknowledge", 42)) == [Acknowledge("42", "1")]
 
 
 def test_send_without_invocation_id_has_no_reply_to() -> None:
     codec = open_codec()
-    assert codec.events(invoke("Acknowledge", "o1", invocation_id=None)) == [Acknowledge("o1", None)]
-    assert codec.events(invoke("GetPendingOrders", invocation_id=None)) == [SnapshotRequested(None)]
+    assert drain(codec, invoke("Acknowledge", "o1", invocation_id=None)) == [Acknowledge("o1", None)]
+    assert drain(codec, invoke("GetPendingOrders", invocation_id=None)) == [SnapshotRequested(None)]
 
 
 @pytest.mark.parametrize("arguments", [[], [""], ["  "], [None], [True], [1.5], [{"id": 1}], ["o1", "o2"]])
 def test_acknowledge_with_bad_arguments_is_invalid_invocation(arguments: list[Any]) -> None:
-    [event] = open_codec().events(invoke("Acknowledge", *arguments))
+    [event] = drain(open_codec(), invoke("Acknowledge", *arguments))
     assert isinstance(event, InvalidInvocation)
     assert event.reply_to == "1"
     assert event.error
 
 
 def test_get_pending_orders_with_arguments_is_invalid_invocation() -> None:
-    assert open_codec().events(invoke("GetPendingOrders", "r1")) == [
+    assert drain(open_codec(), invoke("GetPendingOrders", "r1")) == [
         InvalidInvocation("1", "Invocation provides 1 argument(s) but target expects 0.")
     ]
 
 
 def test_unknown_target_is_invalid_invocation() -> None:
-    assert open_codec().events(invoke("Foo", 1)) == [InvalidInvocation("1", "Unknown hub method 'Foo'")]
+    assert drain(open_codec(), invoke("Foo", 1)) == [InvalidInvocation("1", "Unknown hub method 'Foo'")]
 
 
 def test_unknown_target_sent_without_invocation_id_has_no_reply_to() -> None:
-    assert open_codec().events(invoke("Foo", invocation_id=None)) == [
+    assert drain(open_codec(), invoke("Foo", invocation_id=None)) == [
         InvalidInvocation(None, "Unknown hub method 'Foo'")
     ]
 
@@ -292,7 +293,7 @@ def test_unknown_target_sent_without_invocation_id_has_no_reply_to() -> None:
     ],
 )
 def test_malformed_invocation_with_id_is_invalid_invocation(message: dict[str, Any]) -> None:
-    [event] = open_codec().events(rec(message))
+    [event] = drain(open_codec(), rec(message))
     assert isinstance(event, InvalidInvocation)
     assert event.reply_to == "1"
 
@@ -312,7 +313,7 @@ def test_malformed_invocation_without_string_id_is_protocol_error(message: dict[
 
 
 def test_stream_invocation_is_invalid_invocation() -> None:
-    [event] = open_codec().events(rec({"type": 4, "invocationId": "9", "target": "GetPendingOrders", "arguments": []}))
+    [event] = drain(open_codec(), rec({"type": 4, "invocationId": "9", "target": "GetPendingOrders", "arguments": []}))
     assert isinstance(event, InvalidInvocation)
     assert event.reply_to == "9"
     assert "Streaming is not supported" in event.error
@@ -320,7 +321,7 @@ def test_stream_invocation_is_invalid_invocation() -> None:
 
 def test_client_to_server_streaming_is_invalid_invocation() -> None:
     message = {"type": 1, "invocationId": "3", "target": "Acknowledge", "arguments": [], "streamIds": ["0"]}
-    assert open_codec().events(rec(message)) == [InvalidInvocation("3", "Client-to-server streaming is not supported.")]
+    assert drain(open_codec(), rec(message)) == [InvalidInvocation("3", "Client-to-server streaming is not supported.")]
 
 
 @pytest.mark.parametrize(
@@ -336,7 +337,7 @@ def test_client_to_server_streaming_is_invalid_invocation() -> None:
 )
 def test_unknown_and_unhandled_types_are_ignored(message: dict[str, Any]) -> None:
     codec = open_codec()
-    assert codec.events(rec(message) + rec({"type": 6})) == [ClientPing()]
+    assert drain(codec, rec(message) + rec({"type": 6})) == [ClientPing()]
 
 
 # -- ping and close -----------------------------------------------------------------
@@ -344,14 +345,14 @@ def test_unknown_and_unhandled_types_are_ignored(message: dict[str, Any]) -> Non
 
 def test_ping_round_trip() -> None:
     codec = open_codec()
-    assert codec.events('{"type":6}' + RS) == [ClientPing()]
+    assert drain(codec, '{"type":6}' + RS) == [ClientPing()]
     assert codec.send(ServerPing()) == '{"type":6}' + RS
 
 
 def test_client_close_yields_client_closed() -> None:
     codec = open_codec()
-    assert codec.events(rec({"type": 7})) == [ClientClosed(None)]
-    assert codec.events(rec({"type": 7, "error": "tab closed"})) == [ClientClosed("tab closed")]
+    assert drain(codec, rec({"type": 7})) == [ClientClosed(None)]
+    assert drain(codec, rec({"type": 7, "error": "tab closed"})) == [ClientClosed("tab closed")]
 
 
 def test_close_with_reconnect_sets_allow_reconnect() -> None:
@@ -481,11 +482,11 @@ _records = st.one_of(
 @settings(database=None, max_examples=200)
 @given(st.lists(_records, max_size=99))
 def test_one_frame_of_records_decodes_like_one_record_per_frame(records: list[str]) -> None:
-    batched = SignalRCodec().events(HANDSHAKE + "".join(records))
+    batched = drain(SignalRCodec(), HANDSHAKE + "".join(records))
 
     one_by_one = SignalRCodec()
-    expected = one_by_one.events(HANDSHAKE)
+    expected = drain(one_by_one, HANDSHAKE)
     for record in records:
-        expected += one_by_one.events(record)
+        expected += drain(one_by_one, record)
 
     assert batched == expected

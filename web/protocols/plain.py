@@ -79,13 +79,6 @@ class PlainCodec:
         """The next buffered event, or :data:`NEED_DATA`."""
         return self._events.pop(0) if self._events else NEED_DATA
 
-    def events(self, text: str) -> list[Inbound]:
-        """Convenience: :meth:`receive_text` then drain every buffered event."""
-        self.receive_text(text)
-        drained = list(self._events)
-        self._events.clear()
-        return drained
-
     # -- sending ------------------------------------------------------------------
 
     def send(self, message: Outbound) -> str:

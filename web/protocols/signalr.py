@@ -127,13 +127,6 @@ class SignalRCodec:
         """The next buffered event, or :data:`NEED_DATA`."""
         return self._events.pop(0) if self._events else NEED_DATA
 
-    def events(self, text: str) -> list[Inbound]:
-        """Convenience: :meth:`receive_text` then drain every buffered event."""
-        self.receive_text(text)
-        drained = list(self._events)
-        self._events.clear()
-        return drained
-
     def _parse_frame(self, text: str) -> list[Inbound]:
         if not text.endswith(RECORD_SEPARATOR):
             raise RemoteProtocolError("partial record: frame does not end with the record separator 0x1E")
