@@ -114,17 +114,22 @@ class Relay:
     async def _pipe(self, client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
         to_owner = asyncio.create_task(self._client_to_owner(client, upstream))
         try:
-            async for message in upstream:
+            reason = ""
+            while True:
+                # Not `async for`: it swallows the close message, and with it the owner's reason.
+                message = await upstream.receive()
                 if message.type == WSMsgType.TEXT:
                     await client.send_str(message.data)
                 elif message.type == WSMsgType.BINARY:
                     await client.send_bytes(message.data)
+                else:
+                    if message.type == WSMsgType.CLOSE and isinstance(message.extra, str):
+                        reason = message.extra
+                    break
             code = upstream.close_code
             if code is None or code in ABNORMAL_CLOSE_CODES:
                 # The owner vanished (crash, network): tell the tablet to come back, the new owner will serve it.
                 code, reason = UNAVAILABLE.code, UNAVAILABLE.reason
-            else:
-                reason = ""
             if not client.closed:
                 await client.close(code=code, message=reason.encode())
         finally:

@@ -56,3 +56,39 @@ async def test_only_tablets_whose_restaurant_changed_owner_are_closed_on_a_rebal
     closing = relay.close_where(lambda restaurant, owner: owners[restaurant] != owner, NOT_OWNER)
     await asyncio.gather(*closing)
     assert moved.closed_with == (NOT_OWNER.code, NOT_OWNER.reason.encode()) and stayed.closed_with is None
+
+
+async def test_the_owners_close_code_and_reason_reach_the_tablet() -> None:
+    """A handover closes the owner's socket with 4002 and a reason: the relayed tablet must see both."""
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async def owner_socket(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.send_str('{"type":"PendingOrders"}')
+        await ws.close(code=NOT_OWNER.code, message=NOT_OWNER.reason.encode())
+        return ws
+
+    owner_app = web.Application()
+    owner_app.router.add_get("/ws/partner", owner_socket)
+    owner = TestServer(owner_app)
+    await owner.start_server()
+    relay = Relay(max_message_bytes=65536)
+
+    async def relayed(request: web.Request) -> web.StreamResponse:
+        return await relay.serve(request, URL(str(owner.make_url("/"))), "r1")
+
+    front_app = web.Application()
+    front_app.router.add_get("/ws/partner", relayed)
+    front = TestClient(TestServer(front_app))
+    await front.start_server()
+    try:
+        ws = await front.ws_connect("/ws/partner?restaurantId=r1")
+        assert (await ws.receive_str(timeout=5)) == '{"type":"PendingOrders"}'
+        closing = await ws.receive(timeout=5)
+        assert closing.data == NOT_OWNER.code and closing.extra == NOT_OWNER.reason
+    finally:
+        await front.close()
+        await relay.close()
+        await owner.close()

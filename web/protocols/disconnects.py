@@ -57,7 +57,7 @@ SHUTDOWN: Final = Disconnect(4000, "server shutting down", True)
 RESYNC: Final = Disconnect(4001, "client too slow; reconnect for a fresh snapshot", True)
 NOT_OWNER: Final = Disconnect(4002, "restaurant moved to another worker", True)
 UNAVAILABLE: Final = Disconnect(4003, "restaurant's partition is recovering", True)
-CLIENT_TIMEOUT: Final = Disconnect(4004, "no message from client for 30 s", True)
+CLIENT_TIMEOUT: Final = Disconnect(4004, "no message from the client within the server's client timeout", True)
 INTERNAL_ERROR: Final = Disconnect(4005, "internal server error", True)
 #: The token the socket was opened with expired: reconnect with a fresh one (a stale one gets 401 then).
 TOKEN_EXPIRED: Final = Disconnect(4006, "token expired; reconnect with a fresh token", True)
