@@ -22,8 +22,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from partner_stream.broker import EmbeddedBroker, free_port, stop_process
-from partner_stream.local import REPO_ROOT, WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
+from partner_stream.dev.broker import EmbeddedBroker, free_port, stop_process
+from partner_stream.dev.local import REPO_ROOT, WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
 
 BENCH_JWT_SECRET = "partner-stream-bench-secret-0123456789abcdef"
 FETCH_MAX_WAIT_MS = 5

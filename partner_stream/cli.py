@@ -18,7 +18,7 @@ from pathlib import Path
 
 import click
 
-from .broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker, own_session_options, stop_process
+from .dev.broker import DEFAULT_HOST, DEFAULT_PORT, EmbeddedBroker, own_session_options, stop_process
 from .durations import parse_duration
 
 DEV_DATA_DIR = Path(".partner-stream-dev")
@@ -54,7 +54,7 @@ def broker(host: str, port: int) -> None:
 @click.pass_context
 def worker(ctx: click.Context) -> None:
     """Run a worker: same as ``faust -A partner_stream worker -l info [ARGS]``."""
-    from .local import WORKER_COMMAND
+    from .dev.local import WORKER_COMMAND
 
     os.execv(sys.executable, [*WORKER_COMMAND, *ctx.args])
 
@@ -81,8 +81,8 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
     _ctrl_c_stops()
     from web.auth import mint_tablet_token
 
-    from .local import WORKER_COMMAND, NotReady, local_worker_env, wait_ready
-    from .samples import generate_orders
+    from .dev.local import WORKER_COMMAND, NotReady, local_worker_env, wait_ready
+    from .dev.samples import generate_orders
     from .settings import DEV_JWT_SECRET, Settings
 
     # Broker and worker run in sessions of their own: a terminal's Ctrl-C or hang-up, sent to the whole foreground
@@ -134,7 +134,7 @@ def order() -> None:
 
 
 def _publish(action: str, **kwargs: str | None) -> None:
-    from .samples import OrderPublisher, order_created
+    from .dev.samples import OrderPublisher, order_created
     from .settings import get_settings
 
     settings = get_settings()

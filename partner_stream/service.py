@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY
 from .app import app, pending_orders, settings
 from . import agents, runtime  # noqa: F401  (runtime: timers and rebalance reactions of the stream)
 from . import metrics as stream_metrics
-from .central_hub_standin import install_central_hub_standin, standin_enabled
+from .dev.central_hub_standin import install_central_hub_standin, standin_enabled
 
 from web import views
 from web.board import install_board_routes

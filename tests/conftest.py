@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from partner_stream.broker import EmbeddedBroker, free_port
+from partner_stream.dev.broker import EmbeddedBroker, free_port
 from tests.support.workers import Topics, Worker
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -6,9 +6,9 @@ import subprocess
 
 import pytest
 
-from partner_stream.broker import EmbeddedBroker, free_port
 from partner_stream.broker_check import check_broker_profile, cluster_id_of, profile_problem
-from partner_stream.local import WORKER_COMMAND, local_worker_env
+from partner_stream.dev.broker import EmbeddedBroker, free_port
+from partner_stream.dev.local import WORKER_COMMAND, local_worker_env
 from partner_stream.settings import BrokerProfile, Settings, SettingsRefused
 
 SECRET = "broker-check-test-secret-0123456789abcdef"

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from partner_stream.broker import EmbeddedBroker, free_port, port_accepts
+from partner_stream.dev.broker import EmbeddedBroker, free_port, port_accepts
 from partner_stream.settings import DEV_JWT_SECRET
 from tests.support.polling import eventually
 

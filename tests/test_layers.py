@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from partner_stream.local import REPO_ROOT
+from partner_stream.dev.local import REPO_ROOT
 
 PURE_MODULES = [
     "partner_stream",

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from partner_stream.broker import EmbeddedBroker
+from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker
 from tests.support.tablets import tablet_token
 from tests.support.workers import Worker

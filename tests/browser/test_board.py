@@ -25,8 +25,8 @@ from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, BrowserContext, Locator, Page, Route, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
-from partner_stream.broker import EmbeddedBroker, free_port
-from partner_stream.central_hub_standin import ENV_FLAG, install_central_hub_standin, standin_enabled
+from partner_stream.dev.broker import EmbeddedBroker, free_port
+from partner_stream.dev.central_hub_standin import ENV_FLAG, install_central_hub_standin, standin_enabled
 from partner_stream.settings import Settings
 from tests.browser.conftest import DEV_HUB_ENV, OpenBoard
 from tests.conftest import new_worker, restaurant_id

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from partner_stream.broker import free_port
+from partner_stream.dev.broker import free_port
 from partner_stream.settings import DEV_JWT_SECRET
 from tests.support.polling import eventually
 from web.auth import mint_operator_token

@@ -22,7 +22,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from partner_stream.broker import EmbeddedBroker
+from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker
 from tests.integration.test_stream_core import created, order_ids, pending, wait_for_orders
 from tests.support.polling import eventually

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from partner_stream.broker import EmbeddedBroker
+from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker, restaurant_id
 from tests.integration.test_stream_core import created, order_ids, pending, publish, wait_for_orders
 from tests.support.polling import eventually

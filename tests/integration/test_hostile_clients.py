@@ -21,8 +21,8 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from partner_stream.broker import EmbeddedBroker
-from partner_stream.local import WORKER_COMMAND, local_worker_env
+from partner_stream.dev.broker import EmbeddedBroker
+from partner_stream.dev.local import WORKER_COMMAND, local_worker_env
 from partner_stream.settings import DEV_JWT_SECRET
 from tests.conftest import new_worker, restaurant_id
 from tests.integration.test_stream_core import created, publish, wait_for_orders

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from partner_stream.broker import EmbeddedBroker
+from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker, restaurant_id
 from tests.integration.test_hub import node_modules, signalr_config  # noqa: F401  (fixture)
 from tests.integration.test_stream_core import created, publish, wait_for_orders

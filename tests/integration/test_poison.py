@@ -16,7 +16,7 @@ from urllib.parse import quote
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from partner_stream.broker import EmbeddedBroker
+from partner_stream.dev.broker import EmbeddedBroker
 from partner_stream.events import EventKind, InvalidEvent, decode_upstream
 from tests.conftest import restaurant_id
 from tests.integration.test_stream_core import (

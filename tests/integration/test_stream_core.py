@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client.parser import text_string_to_metric_families
 
-from partner_stream.broker import EmbeddedBroker
+from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker, restaurant_id
 from tests.support.polling import eventually
 from tests.support.workers import Worker

@@ -28,7 +28,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from partner_stream.broker import EmbeddedBroker, free_port
+from partner_stream.dev.broker import EmbeddedBroker, free_port
 from tables.keys import is_head_key
 from tables.stamps import payload_of, stamp_of
 from tests.integration.test_cluster import Cluster, OrderFlow, restaurants_on_every_partition

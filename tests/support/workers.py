@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from partner_stream.broker import free_port
-from partner_stream.local import WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
+from partner_stream.dev.broker import free_port
+from partner_stream.dev.local import WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
 from web.auth import mint_operator_token
 
 TEST_JWT_SECRET = "test-secret-for-partner-stream-integration-tests"

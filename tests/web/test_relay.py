@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
-from partner_stream.broker import free_port
+from partner_stream.dev.broker import free_port
 from web.protocols.disconnects import NOT_OWNER, SHUTDOWN
 from web.relay import Relay, RelayRefused
 

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from .settings import Settings
+from ..settings import Settings
 
 DISHES: Sequence[tuple[str, float]] = (
     ("Pad Thai", 9.5),

@@ -8,7 +8,7 @@ This module plays that part on the worker's own web server:
 ``POST /api/orders/{order_id}/reject`` with ``{"restaurantId": "42", "reason": "..."}``,
 both with ``Authorization: Bearer <tablet token>``: the token must be valid and name that
 restaurant (401/403 with a JSON ``error`` otherwise), then the event is published in the
-OrderService's PascalCase JSON by :class:`partner_stream.samples.OrderPublisher`, and the
+OrderService's PascalCase JSON by :class:`partner_stream.dev.samples.OrderPublisher`, and the
 answer is ``202`` (the card leaves when the event comes back through the stream).
 
 It cannot be switched on outside dev: it installs only when ``PARTNER_STREAM_DEV_CENTRAL_HUB=1``
@@ -32,8 +32,8 @@ from web.auth import AuthError, TokenVerifier, token_from_request
 from web.cors import CorsPolicy
 from web.errors import Refusal
 
+from ..settings import BrokerProfile, Settings
 from .samples import OrderPublisher
-from .settings import BrokerProfile, Settings
 
 log = logging.getLogger(__name__)
 

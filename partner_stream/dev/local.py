@@ -16,13 +16,13 @@ from pathlib import Path
 
 import aiohttp
 
-from .settings import ENV_PREFIX
+from ..settings import ENV_PREFIX
 
 #: ``faust -A partner_stream worker`` at ``-l info``, as the Dockerfile runs it (``-l warn`` turns on Faust's
 #: spinner, which puts the root logger at DEBUG).
 WORKER_COMMAND: tuple[str, ...] = (sys.executable, "-m", "faust", "-A", "partner_stream", "worker", "-l", "info")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def local_worker_env(
