@@ -26,7 +26,7 @@ import aiohttp
 import jwt
 import orjson
 
-from web.auth import mint_operator_token, mint_tablet_token
+from partner_stream_web.auth import mint_operator_token, mint_tablet_token
 
 from . import procs
 

@@ -19,9 +19,9 @@ from typing import Any
 from rocksdict import Options, Rdict
 
 from partner_stream.events import OrderAccepted, OrderCreated
-from tables.memory import MemoryTable
-from tables.model import encode_record
-from tables.transitions import apply_event
+from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.model import encode_record
+from partner_stream_tables.transitions import apply_event
 
 RESOLVED_MEMORY = 500
 

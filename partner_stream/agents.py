@@ -25,8 +25,8 @@ from typing import Any
 
 from faust.types import EventT
 
-from tables.storage import StorageWriteFailed
-from tables.transitions import Change, Outcome, apply_event
+from partner_stream_tables.storage import StorageWriteFailed
+from partner_stream_tables.transitions import Change, Outcome, apply_event
 
 from . import metrics, routing
 from .app import app as faust_app

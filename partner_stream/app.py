@@ -13,8 +13,8 @@ from typing import Any
 
 import faust
 
-from tables import store
-from tables.storage import create_table
+from partner_stream_tables import store
+from partner_stream_tables.storage import create_table
 
 from . import event_loop
 from .client_logs import limit_library_logs

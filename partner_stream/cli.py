@@ -79,7 +79,7 @@ def worker(ctx: click.Context) -> None:
 def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, data_dir: Path) -> None:
     """Run the whole service locally: embedded broker + one worker (+ sample orders)."""
     _ctrl_c_stops()
-    from web.auth import mint_tablet_token
+    from partner_stream_web.auth import mint_tablet_token
 
     from .dev.local import WORKER_COMMAND, NotReady, local_worker_env, wait_ready
     from .dev.samples import generate_orders
@@ -189,7 +189,7 @@ def order_reject(restaurant: str, order_id: str, reason: str | None) -> None:
 @click.option("--ttl", default="12h", show_default=True, help="Lifetime: seconds, or with s/m/h/d suffix.")
 def token(restaurant: str | None, operator: bool, ttl: str) -> None:
     """Mint a tablet or operator token (HS256) with PARTNER_STREAM_JWT_SECRET, or the dev secret if unset."""
-    from web.auth import mint_operator_token, mint_tablet_token
+    from partner_stream_web.auth import mint_operator_token, mint_tablet_token
 
     from .settings import DEV_JWT_SECRET, get_settings
 

@@ -27,14 +27,14 @@ from . import agents, runtime  # noqa: F401  (runtime: timers and rebalance reac
 from . import metrics as stream_metrics
 from .dev.central_hub_standin import install_central_hub_standin, standin_enabled
 
-from web import views
-from web.board import install_board_routes
-from web.budget import ClientBudget
-from web.endpoints import TabletEndpoints
-from web.hub import Hub
-from web.ownership import locate, owner_url, owns_partition
-from web.protocols.disconnects import NOT_OWNER, UNAVAILABLE
-from web.workers import owners
+from partner_stream_web import views
+from partner_stream_web.board import install_board_routes
+from partner_stream_web.budget import ClientBudget
+from partner_stream_web.endpoints import TabletEndpoints
+from partner_stream_web.hub import Hub
+from partner_stream_web.ownership import locate, owner_url, owns_partition
+from partner_stream_web.protocols.disconnects import NOT_OWNER, UNAVAILABLE
+from partner_stream_web.workers import owners
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from prometheus_client import REGISTRY
 
 from partner_stream import agents
 from partner_stream.events import OrderAccepted, OrderCreated, encode_internal
-from tables.memory import MemoryTable
-from tables.storage import StorageWriteFailed
-from tables.transitions import Change, Outcome
+from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.storage import StorageWriteFailed
+from partner_stream_tables.transitions import Change, Outcome
 from tests.support.hostile import valid_created
 
 

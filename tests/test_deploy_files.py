@@ -164,9 +164,10 @@ def declared_packages(data: dict) -> set[str]:
     elif isinstance(packages, dict):
         names += packages.get("find", {}).get("include", [])
     names += tool.get("hatch", {}).get("build", {}).get("targets", {}).get("wheel", {}).get("packages", [])
-    # "partner_stream*" / "src/web" / "tables.sub" -> top-level directory name
+    # "partner_stream*" / "src/web" / "tables.sub" -> top-level package name -> its directory (package-dir)
     top = {n.split("/")[-1].split(".")[0].rstrip("*") for n in names}
-    return {n for n in top if n}
+    directories = tool.get("setuptools", {}).get("package-dir", {})
+    return {directories.get(n, n) for n in top if n}
 
 
 # --------------------------------------------------------------------------- compose: kafka

@@ -28,8 +28,8 @@ from partner_stream.events import (
     encode_internal,
     timestamp_to_datetime,
 )
-from tables.memory import MemoryTable
-from tables.transitions import apply_event
+from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.transitions import apply_event
 from tests.support.hostile import hostile_created, valid_created
 
 KAFKA_TIME = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)

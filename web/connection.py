@@ -24,10 +24,10 @@ from typing import Any
 
 from aiohttp import web
 
-from web.budget import TokenBucket
-from web.protocols import Codec, LocalProtocolError
-from web.protocols.disconnects import RESYNC, Disconnect
-from web.protocols.messages import Close, Outbound
+from partner_stream_web.budget import TokenBucket
+from partner_stream_web.protocols import Codec, LocalProtocolError
+from partner_stream_web.protocols.disconnects import RESYNC, Disconnect
+from partner_stream_web.protocols.messages import Close, Outbound
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import mode
 
-from tables.model import RestaurantOrders, StorageUnavailable
-from tables.queries import change_name, change_payload, snapshot_payload
-from tables.transitions import Change
+from partner_stream_tables.model import RestaurantOrders, StorageUnavailable
+from partner_stream_tables.queries import change_name, change_payload, snapshot_payload
+from partner_stream_tables.transitions import Change
 
 from . import metrics
 from .budget import DEFAULT_BUDGET, ClientBudget, TokenBucket

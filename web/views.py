@@ -22,7 +22,7 @@ from yarl import URL
 from partner_stream.app import app, pending_orders, settings
 from partner_stream.durations import parse_duration
 from partner_stream.events import restaurant_id_problem
-from tables.queries import snapshot_payload, unseen_orders
+from partner_stream_tables.queries import snapshot_payload, unseen_orders
 
 from . import site
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request

@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from web.auth import AuthError, TokenVerifier, token_from_request
-from web.cors import CorsPolicy
-from web.errors import Refusal
+from partner_stream_web.auth import AuthError, TokenVerifier, token_from_request
+from partner_stream_web.cors import CorsPolicy
+from partner_stream_web.errors import Refusal
 
 from ..settings import BrokerProfile, Settings
 from .samples import OrderPublisher

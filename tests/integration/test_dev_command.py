@@ -15,8 +15,8 @@ import pytest
 
 from partner_stream.dev.broker import free_port
 from partner_stream.settings import DEV_JWT_SECRET
+from partner_stream_web.auth import mint_operator_token
 from tests.support.polling import eventually
-from web.auth import mint_operator_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RESTAURANTS = ("1", "2", "3")

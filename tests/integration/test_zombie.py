@@ -29,8 +29,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from partner_stream.dev.broker import EmbeddedBroker, free_port
-from tables.keys import is_head_key
-from tables.stamps import payload_of, stamp_of
+from partner_stream_tables.keys import is_head_key
+from partner_stream_tables.stamps import payload_of, stamp_of
 from tests.integration.test_cluster import Cluster, OrderFlow, restaurants_on_every_partition
 from tests.support.faultproxy import FaultProxy
 from tests.support.polling import eventually

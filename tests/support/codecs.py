@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from web.protocols import NEED_DATA, Inbound, PlainCodec, SignalRCodec
+from partner_stream_web.protocols import NEED_DATA, Inbound, PlainCodec, SignalRCodec
 
 
 def drain(codec: SignalRCodec | PlainCodec, text: str) -> list[Inbound]:

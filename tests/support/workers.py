@@ -14,7 +14,7 @@ import aiohttp
 
 from partner_stream.dev.broker import free_port
 from partner_stream.dev.local import WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
-from web.auth import mint_operator_token
+from partner_stream_web.auth import mint_operator_token
 
 TEST_JWT_SECRET = "test-secret-for-partner-stream-integration-tests"
 

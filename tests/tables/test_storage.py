@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import rocksdict
 
-from tables import keys
-from tables.memory import MemoryTable
-from tables.model import (
+from partner_stream_tables import keys
+from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.model import (
     LegacyRestaurantOrders,
     Resolution,
     ResolvedOrder,
@@ -19,9 +19,9 @@ from tables.model import (
     decode_order,
     encode_record,
 )
-from tables.stamps import Stamp, stamp_of
-from tables.storage import MAX_RECORD_BYTES, PendingOrdersTable, RecordTooLarge, StorageWriteFailed
-from tables.transitions import Outcome, apply_event
+from partner_stream_tables.stamps import Stamp, stamp_of
+from partner_stream_tables.storage import MAX_RECORD_BYTES, PendingOrdersTable, RecordTooLarge, StorageWriteFailed
+from partner_stream_tables.transitions import Outcome, apply_event
 
 from .test_transitions import MEMORY, created, run
 

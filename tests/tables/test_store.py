@@ -8,8 +8,8 @@ from typing import Any
 
 import rocksdict
 
-from tables.stamps import Stamp, next_stamp, payload_of, stamp_of, stamped
-from tables.store import NewestWinsStore
+from partner_stream_tables.stamps import Stamp, next_stamp, payload_of, stamp_of, stamped
+from partner_stream_tables.store import NewestWinsStore
 
 
 @dataclass

@@ -8,11 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from partner_stream.events import AnyOrderEvent, OrderAccepted, OrderAcknowledged, OrderCreated, OrderRejected
-from tables.memory import MemoryTable
-from tables.model import Resolution, ResolvedOrder, RestaurantHead, encode_record
-from tables.queries import change_name, change_payload, snapshot_payload
-from tables.stamps import payload_of
-from tables.transitions import OrderAdded, OrderResolved, OrderSeen, Outcome, apply_event
+from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.model import Resolution, ResolvedOrder, RestaurantHead, encode_record
+from partner_stream_tables.queries import change_name, change_payload, snapshot_payload
+from partner_stream_tables.stamps import payload_of
+from partner_stream_tables.transitions import OrderAdded, OrderResolved, OrderSeen, Outcome, apply_event
 
 T0 = datetime(2026, 11, 25, 19, 0, tzinfo=UTC)
 MEMORY = 50

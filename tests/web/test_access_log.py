@@ -11,9 +11,15 @@ from aiohttp.http_exceptions import LineTooLong
 from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
+from partner_stream_web.access_log import (
+    REDACTED,
+    ClientErrorsWithoutTraceback,
+    RedactingAccessLogger,
+    quiet_client_errors,
+    redact,
+)
+from partner_stream_web.access_log import log as access_log
 from tests.support.local_http import served
-from web.access_log import REDACTED, ClientErrorsWithoutTraceback, RedactingAccessLogger, quiet_client_errors, redact
-from web.access_log import log as access_log
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJyZXN0YXVyYW50SWQiOiJyMSJ9.c2lnbmF0dXJl"
 

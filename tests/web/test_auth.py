@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 
 from partner_stream.settings import Settings
-from web.auth import AuthError, TokenVerifier, mint_tablet_token, token_from_request
+from partner_stream_web.auth import AuthError, TokenVerifier, mint_tablet_token, token_from_request
 
 SECRET = "unit-test-secret-long-enough-for-hs512-0123456789-abcdefghijklmnop"
 ALL_ALGORITHMS = ["HS256", "RS256", "ES256"]
@@ -289,7 +289,7 @@ def test_a_remembered_token_still_expires(monkeypatch: pytest.MonkeyPatch) -> No
     token = mint_tablet_token("42", SECRET, ttl_seconds=60)
     assert verifier.tablet(token, "42").restaurant_id == "42"
     later = time.time() + 3600
-    monkeypatch.setattr("web.auth.time.time", lambda: later)
+    monkeypatch.setattr("partner_stream_web.auth.time.time", lambda: later)
     with pytest.raises(AuthError) as refused:
         verifier.tablet(token, "42")
     assert refused.value.status == HTTPStatus.UNAUTHORIZED and "expired" in refused.value.reason

@@ -5,8 +5,8 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from partner_stream_web.board import install_board_routes
 from tests.support.local_http import served
-from web.board import install_board_routes
 
 
 async def test_static_files_and_the_board_page_must_be_revalidated() -> None:

@@ -8,7 +8,7 @@ import resource
 
 import pytest
 
-from web.capacity import RESERVED_DESCRIPTORS, ConnectionCap, plan_capacity
+from partner_stream_web.capacity import RESERVED_DESCRIPTORS, ConnectionCap, plan_capacity
 
 
 def test_the_cap_keeps_a_reserve_under_the_open_file_limit() -> None:
@@ -20,7 +20,7 @@ def test_the_cap_keeps_a_reserve_under_the_open_file_limit() -> None:
 
 def test_a_configured_cap_above_the_limit_is_lowered_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with caplog.at_level(logging.WARNING, logger="web.capacity"):
+    with caplog.at_level(logging.WARNING, logger="partner_stream_web.capacity"):
         planned = plan_capacity(soft * 10, raise_soft_limit=False)
     assert planned.max_connections == max(16, soft - RESERVED_DESCRIPTORS)
     assert "above what the open-file limit" in caplog.text
@@ -39,7 +39,7 @@ async def test_past_the_cap_the_listener_hangs_up_at_once(caplog: pytest.LogCapt
     server = await asyncio.get_running_loop().create_server(cap.protocol_factory(Served), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     clients = []
-    with caplog.at_level(logging.WARNING, logger="web.capacity"):
+    with caplog.at_level(logging.WARNING, logger="partner_stream_web.capacity"):
         for _ in range(4):
             clients.append(await asyncio.open_connection("127.0.0.1", port))
         refused_reader = clients[-1][0]

@@ -29,8 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from tests.support.codecs import drain as feed
-from web.protocols.disconnects import (
+from partner_stream_web.protocols.disconnects import (
     BAD_REQUEST,
     CLIENT_TIMEOUT,
     INTERNAL_ERROR,
@@ -42,8 +41,8 @@ from web.protocols.disconnects import (
     UNAVAILABLE,
     Disconnect,
 )
-from web.protocols.errors import LocalProtocolError, RemoteProtocolError
-from web.protocols.messages import (
+from partner_stream_web.protocols.errors import LocalProtocolError, RemoteProtocolError
+from partner_stream_web.protocols.messages import (
     NEED_DATA,
     PUSH_NAMES,
     Acknowledge,
@@ -64,8 +63,9 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
 )
-from web.protocols.plain import REQUEST_TYPES, PlainCodec
-from web.protocols.signalr import MAX_RECORDS_PER_FRAME, SignalRCodec
+from partner_stream_web.protocols.plain import REQUEST_TYPES, PlainCodec
+from partner_stream_web.protocols.signalr import MAX_RECORDS_PER_FRAME, SignalRCodec
+from tests.support.codecs import drain as feed
 
 RS = "\x1e"
 HANDSHAKE = '{"protocol":"json","version":1}' + RS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp.test_utils import make_mocked_request
 
-from web.cors import CorsPolicy
+from partner_stream_web.cors import CorsPolicy
 
 
 def request(origin: str | None, host: str = "worker:5003", method: str = "GET"):

@@ -13,13 +13,13 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.web import Application
 
 from partner_stream.settings import Settings
-from tables.model import RestaurantOrders
-from web import negotiations as negotiations_module
-from web.auth import mint_tablet_token
-from web.endpoints import TabletEndpoints
-from web.hub import Hub
-from web.placement import Owner, Placement
-from web.protocols.disconnects import NOT_OWNER
+from partner_stream_tables.model import RestaurantOrders
+from partner_stream_web import negotiations as negotiations_module
+from partner_stream_web.auth import mint_tablet_token
+from partner_stream_web.endpoints import TabletEndpoints
+from partner_stream_web.hub import Hub
+from partner_stream_web.placement import Owner, Placement
+from partner_stream_web.protocols.disconnects import NOT_OWNER
 
 SECRET = "endpoint-test-secret-that-is-long-enough-0123456789"
 

@@ -19,16 +19,15 @@ from typing import Any
 
 import pytest
 
-import web.connection
+import partner_stream_web.connection
 from partner_stream.events import OrderAccepted, OrderCreated
-from tables.memory import MemoryTable
-from tables.model import RestaurantOrders, StorageUnavailable
-from tables.transitions import Change, apply_event
-from tests.support.codecs import drain
-from web.connection import Connection, ConnectionStatus
-from web.hub import Hub
-from web.protocols import PlainCodec, SignalRCodec
-from web.protocols.disconnects import (
+from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.model import RestaurantOrders, StorageUnavailable
+from partner_stream_tables.transitions import Change, apply_event
+from partner_stream_web.connection import Connection, ConnectionStatus
+from partner_stream_web.hub import Hub
+from partner_stream_web.protocols import PlainCodec, SignalRCodec
+from partner_stream_web.protocols.disconnects import (
     CLIENT_TIMEOUT,
     NOT_OWNER,
     RESYNC,
@@ -36,7 +35,7 @@ from web.protocols.disconnects import (
     SIGNALR_WS_CLOSE_CODE,
     UNAVAILABLE,
 )
-from web.protocols.messages import (
+from partner_stream_web.protocols.messages import (
     Acknowledge,
     ClientClosed,
     ClientPing,
@@ -46,6 +45,7 @@ from web.protocols.messages import (
     ServerPing,
     SnapshotRequested,
 )
+from tests.support.codecs import drain
 
 RS = "\x1e"
 HANDSHAKE = '{"protocol":"json","version":1}' + RS
@@ -394,7 +394,7 @@ async def test_publish_is_synchronous_and_never_waits_for_a_stuck_tablet(env: En
 
 
 async def test_stuck_writer_is_aborted_after_the_close_grace_period(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web.connection, "CLOSE_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(partner_stream_web.connection, "CLOSE_GRACE_SECONDS", 0.05)
     stuck_ws = FakeWebSocket(stuck=True)
     transport = FakeTransport()
     stuck = env.connect("r1", ws=stuck_ws, transport=transport, queue_size=8)
@@ -412,7 +412,7 @@ async def test_stuck_writer_is_aborted_after_the_close_grace_period(env: Env, mo
 
 
 async def test_writer_that_closes_in_time_is_not_aborted(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(web.connection, "CLOSE_GRACE_SECONDS", 0.05)
+    monkeypatch.setattr(partner_stream_web.connection, "CLOSE_GRACE_SECONDS", 0.05)
     transport = FakeTransport()
     tablet = env.connect("r1", transport=transport)
     tablet.disconnect(SHUTDOWN)
@@ -746,7 +746,7 @@ async def test_a_tablet_that_vanishes_mid_write_is_routine_not_a_logged_failure(
         async def send_str(self, text: str) -> None:
             raise error("peer gone")
 
-    with caplog.at_level(logging.DEBUG, logger="web.connection"):
+    with caplog.at_level(logging.DEBUG, logger="partner_stream_web.connection"):
         tablet = env.connect("r1", ws=VanishingSocket())
         await until(lambda: not tablet.writing, what="the writer to stop")
     assert tablet.status is ConnectionStatus.CLOSED

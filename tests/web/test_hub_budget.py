@@ -13,10 +13,10 @@ import json
 import pytest
 
 from partner_stream.settings import Settings
+from partner_stream_web.budget import ClientBudget, Rate, TokenBucket
+from partner_stream_web.connection import BATCH_BYTES, Connection
+from partner_stream_web.protocols.messages import NEED_DATA, Acknowledge, ClientPing, Resume, SnapshotRequested
 from tests.web.test_hub import Env, FakeWebSocket, env, settle, wire  # noqa: F401
-from web.budget import ClientBudget, Rate, TokenBucket
-from web.connection import BATCH_BYTES, Connection
-from web.protocols.messages import NEED_DATA, Acknowledge, ClientPing, Resume, SnapshotRequested
 
 
 def invocations(target: str, count: int, *args: object) -> str:

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
+from partner_stream_web.protocols import PlainCodec, RemoteProtocolError, SignalRCodec
+from partner_stream_web.protocols.messages import Acknowledge, InvalidInvocation
 from tests.support.codecs import drain
-from web.protocols import PlainCodec, RemoteProtocolError, SignalRCodec
-from web.protocols.messages import Acknowledge, InvalidInvocation
 
 HANDSHAKE = '{"protocol":"json","version":1}\x1e'
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from partner_stream_web.negotiations import NegotiationRefused, PendingNegotiations
 from tests.support.polling import eventually
-from web.negotiations import NegotiationRefused, PendingNegotiations
 
 
 async def test_a_negotiation_is_redeemed_once_and_only_for_its_restaurant() -> None:

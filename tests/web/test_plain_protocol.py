@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.codecs import drain
-from web.protocols import disconnects
-from web.protocols.disconnects import BAD_REQUEST, RESYNC, SHUTDOWN, UNAUTHORIZED, Disconnect
-from web.protocols.errors import LocalProtocolError, RemoteProtocolError
-from web.protocols.messages import (
+from partner_stream_web.protocols import disconnects
+from partner_stream_web.protocols.disconnects import BAD_REQUEST, RESYNC, SHUTDOWN, UNAUTHORIZED, Disconnect
+from partner_stream_web.protocols.errors import LocalProtocolError, RemoteProtocolError
+from partner_stream_web.protocols.messages import (
     NEED_DATA,
     Acknowledge,
     ClientClosed,
@@ -29,7 +28,8 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
 )
-from web.protocols.plain import PlainCodec
+from partner_stream_web.protocols.plain import PlainCodec
+from tests.support.codecs import drain
 
 
 def frame(obj: Any) -> str:

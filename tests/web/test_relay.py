@@ -9,8 +9,8 @@ from aiohttp.test_utils import make_mocked_request
 from yarl import URL
 
 from partner_stream.dev.broker import free_port
-from web.protocols.disconnects import NOT_OWNER, SHUTDOWN
-from web.relay import Relay, RelayRefused
+from partner_stream_web.protocols.disconnects import NOT_OWNER, SHUTDOWN
+from partner_stream_web.relay import Relay, RelayRefused
 
 
 async def test_an_unreachable_owner_is_a_retryable_refusal() -> None:

@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.support.codecs import drain
-from web.protocols.disconnects import BAD_REQUEST, MESSAGE_TOO_BIG, SHUTDOWN
-from web.protocols.errors import LocalProtocolError, RemoteProtocolError
-from web.protocols.messages import (
+from partner_stream_web.protocols.disconnects import BAD_REQUEST, MESSAGE_TOO_BIG, SHUTDOWN
+from partner_stream_web.protocols.errors import LocalProtocolError, RemoteProtocolError
+from partner_stream_web.protocols.messages import (
     NEED_DATA,
     Acknowledge,
     ClientClosed,
@@ -31,7 +30,8 @@ from web.protocols.messages import (
     Snapshot,
     SnapshotRequested,
 )
-from web.protocols.signalr import SignalRCodec
+from partner_stream_web.protocols.signalr import SignalRCodec
+from tests.support.codecs import drain
 
 RS = "\x1e"
 HANDSHAKE = '{"protocol":"json","version":1}' + RS

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from web import views
-from web.views import from_owner
+from partner_stream_web import views
+from partner_stream_web.views import from_owner
 
 
 @pytest.fixture(autouse=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from web.protocols.disconnects import Disconnect
-from web.protocols.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
-from web.protocols.messages import NEED_DATA, CodecState, Inbound, NeedData, Outbound
-from web.protocols.plain import PlainCodec
-from web.protocols.signalr import SignalRCodec
+from partner_stream_web.protocols.disconnects import Disconnect
+from partner_stream_web.protocols.errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from partner_stream_web.protocols.messages import NEED_DATA, CodecState, Inbound, NeedData, Outbound
+from partner_stream_web.protocols.plain import PlainCodec
+from partner_stream_web.protocols.signalr import SignalRCodec
 
 
 class Codec(Protocol):

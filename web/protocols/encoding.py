@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import orjson
 
-from web.protocols.errors import LocalProtocolError
+from partner_stream_web.protocols.errors import LocalProtocolError
 
 
 def _mapping_as_dict(value: object) -> object:

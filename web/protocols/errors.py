@@ -6,7 +6,7 @@ layer can close the socket without knowing which rule was broken.
 
 from __future__ import annotations
 
-from web.protocols.disconnects import BAD_REQUEST, INTERNAL_ERROR, Disconnect
+from partner_stream_web.protocols.disconnects import BAD_REQUEST, INTERNAL_ERROR, Disconnect
 
 
 class ProtocolError(Exception):

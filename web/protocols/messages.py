@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from web.protocols.disconnects import Disconnect
+from partner_stream_web.protocols.disconnects import Disconnect
 
 
 class CodecState(enum.Enum):

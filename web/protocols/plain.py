@@ -17,10 +17,10 @@ from typing import Any, Final
 import orjson
 
 from partner_stream.events import order_id_problem
-from web.protocols.disconnects import Disconnect
-from web.protocols.encoding import require_error_text, to_json
-from web.protocols.errors import LocalProtocolError, RemoteProtocolError
-from web.protocols.messages import (
+from partner_stream_web.protocols.disconnects import Disconnect
+from partner_stream_web.protocols.encoding import require_error_text, to_json
+from partner_stream_web.protocols.errors import LocalProtocolError, RemoteProtocolError
+from partner_stream_web.protocols.messages import (
     MAX_REQUEST_ID_CHARS,
     NEED_DATA,
     PUSH_NAMES,
