@@ -83,13 +83,11 @@ def partition_count(topic: str) -> int | None:
     return len(partitions)
 
 
-@app.on_partitions_assigned.connect
-async def forget_partition_counts(sender: object, assigned: object, **kwargs: object) -> None:
-    """A new assignment may follow a resized topic: read the counts again."""
+def forget_partition_counts() -> None:
+    """A new assignment may follow a resized topic: read the counts again (runtime calls this on assignment)."""
     _partition_counts.clear()
 
 
-@app.task
 async def learn_table_partitions() -> None:
     """Make the producer keep the metadata of the topics Faust hashes restaurant IDs against.
 

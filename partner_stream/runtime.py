@@ -1,4 +1,10 @@
-"""Process-level tuning once the worker is ready, and the data dir's free space watched while it runs.
+"""The stream's background work and its reactions to the group: every ``@app.task``, timer and signal of the stream.
+
+- start: track the table's topics in the producer's metadata; tune the garbage collector once ready;
+- every 30 s: the data dir's free space; every 0.5 s: heartbeats, for the fence;
+- on assignment: re-read partition counts; on revoke after a fence: distrust the local state.
+
+Why the collector is tuned:
 
 With thousands of sockets a worker holds hundreds of thousands of long-lived objects (aiohttp
 requests, parsers, tasks, connections), and CPython's full collections rescan all of them: 400-700 ms
@@ -14,7 +20,7 @@ import logging
 
 from faust.exceptions import ConsumerNotStarted
 
-from . import event_loop
+from . import event_loop, routing
 from .app import app, pending_orders, settings
 from .faust_patches import aiokafka_consumer
 from .faust_patches.heartbeat import record_heartbeats
@@ -76,3 +82,15 @@ async def distrust_local_state_after_a_fence(sender: object, revoked: object, **
     recovery.active_offsets.clear()
     recovery.standby_offsets.clear()
     log.warning("after being fenced: replaying the whole changelog into %d local partition store(s)", forgotten)
+
+
+@app.task
+async def track_table_topics() -> None:
+    """Make the producer keep the metadata of the topics restaurant IDs are hashed against (routing.py)."""
+    await routing.learn_table_partitions()
+
+
+@app.on_partitions_assigned.connect
+async def reread_partition_counts(sender: object, assigned: object, **kwargs: object) -> None:
+    """A new assignment may follow a resized topic."""
+    routing.forget_partition_counts()

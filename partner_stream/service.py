@@ -32,9 +32,8 @@ from partner_stream_web.board import install_board_routes
 from partner_stream_web.budget import ClientBudget
 from partner_stream_web.endpoints import TabletEndpoints
 from partner_stream_web.hub import Hub
-from partner_stream_web.ownership import locate, owner_url, owns_partition
+from partner_stream_web.ownership import locate, owner_url, owners, owns_partition
 from partner_stream_web.protocols.disconnects import NOT_OWNER, UNAVAILABLE
-from partner_stream_web.workers import owners
 
 log = logging.getLogger(__name__)
 

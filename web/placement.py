@@ -1,7 +1,7 @@
 """Where a restaurant's tablets belong, as the tablet endpoints see it: the types, not the lookup.
 
 The lookup itself needs the running Faust app (its assignment, its partitioner): it lives in
-:mod:`web.ownership` and :mod:`web.workers` and is handed to :class:`web.endpoints.TabletEndpoints`
+:mod:`web.ownership` and is handed to :class:`web.endpoints.TabletEndpoints`
 by the composition root, so the endpoints import (and test) without building the app.
 """
 
@@ -35,6 +35,6 @@ class OwnerUnreachable(Exception):
 
 #: Which worker owns a restaurant right now (``web.ownership.locate``).
 Locate = Callable[[str], Owner]
-#: The owner's public URL once it confirms it serves the restaurant (``web.workers.owners.confirm``);
+#: The owner's public URL once it confirms it serves the restaurant (``web.ownership.owners.confirm``);
 #: raises :class:`OwnerUnreachable` otherwise.
 ConfirmOwner = Callable[[URL, str], Awaitable[URL]]

@@ -27,9 +27,18 @@ from partner_stream_tables.queries import snapshot_payload, unseen_orders
 from . import site
 from .auth import AuthError, TokenVerifier, operator_token_from_request, token_from_request
 from .errors import Refusal
-from .ownership import locate, not_ready_reason, owner_url, owns_partition, recovery_state, worker_ready
+from .ownership import (
+    internal_url,
+    locate,
+    not_ready_reason,
+    owner_url,
+    owners,
+    owns_partition,
+    public_url,
+    recovery_state,
+    worker_ready,
+)
 from .placement import OwnerUnreachable, Placement
-from .workers import internal_url, owners, public_url
 
 # Faust resolves its web driver when the first view below is declared: ours must be registered by then.
 site.register()
