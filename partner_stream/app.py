@@ -19,7 +19,7 @@ from partner_stream_tables.storage import create_table
 from . import event_loop
 from .client_logs import limit_library_logs
 from .disk import FreeSpaceWatch
-from .faust_patches import check_versions, transport
+from .faust_patches import check_versions, connection, transport
 from .fencing import Fence
 from .settings import ENV_PREFIX, Settings, get_settings
 
@@ -79,6 +79,7 @@ class PartnerStreamApp(faust.App):
 
 def create_app(settings: Settings) -> PartnerStreamApp:
     check_versions()
+    connection.install()
     transport.register()
     store.register()
     brokers = settings.broker_urls

@@ -38,3 +38,43 @@ def test_the_private_methods_the_patches_wrap_still_exist() -> None:
     assert callable(GroupCoordinator._do_heartbeat)
     assert callable(AIOKafkaConsumerThread._fetch_records) and callable(AIOKafkaConsumerThread._ensure_consumer)
     assert callable(Recovery.on_recovery_completed) and callable(Fetcher.fetched_records)
+
+
+class _Writer:
+    def write(self, data: bytes) -> None:
+        raise RuntimeError("unable to perform operation on <TCPTransport closed=True reading=False 0x1>")
+
+
+class _Request:
+    def prepare(self, versions: object) -> _Request:
+        return self
+
+    def build_request_header(self, *, correlation_id: int, client_id: str) -> _Request:
+        return self
+
+    def encode(self) -> bytes:
+        return b"x"
+
+
+async def test_a_write_on_a_transport_uvloop_closed_is_a_broken_connection_not_a_crash() -> None:
+    """A silent partition that healed crashed the Fetcher with uvloop's RuntimeError (issue #17)."""
+    from aiokafka.conn import AIOKafkaConnection
+    from aiokafka.errors import KafkaConnectionError
+
+    from partner_stream.faust_patches import connection
+
+    connection.install()
+    connection.install()  # idempotent
+    conn = AIOKafkaConnection("127.0.0.1", 9)
+    conn._writer = _Writer()
+    closed: list[object] = []
+    conn.close = lambda reason=None, exc=None: closed.append(reason)  # type: ignore[method-assign]
+    with pytest.raises(KafkaConnectionError, match="broken"):
+        conn.send(_Request())
+    assert closed  # the connection is dropped, so aiokafka reconnects
+
+
+async def test_other_runtime_errors_still_surface() -> None:
+    from partner_stream.faust_patches.connection import is_closed_transport_error
+
+    assert not is_closed_transport_error(RuntimeError("something else"))

@@ -11,6 +11,8 @@ and the modules' own tests.
   agents' queues (upstream's order skipped records). Tested in tests/test_recovery.py.
 - ``heartbeat``, aiokafka's ``Coordinator._do_heartbeat``: the fence needs each successful
   heartbeat. Tested in tests/test_fencing.py.
+- ``connection``, aiokafka's ``AIOKafkaConnection.send``: uvloop's RuntimeError on a closed transport is
+  a broken connection (retried), not a crash of the Fetcher. Tested in tests/test_faust_patches.py.
 - :func:`aiokafka_consumer`, :func:`aiokafka_producer_client`, :func:`read_offsets`: the aiokafka
   objects Faust wraps, and Faust's read offsets (partition metadata, tracked topics, lag). Tested in
   tests/test_faust_patches.py.
