@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from partner_stream.dev.broker import EmbeddedBroker, free_port, stop_process
 from partner_stream.dev.local import REPO_ROOT, WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
+from partner_stream_web.capacity import raise_open_file_limit
 
 BENCH_JWT_SECRET = "partner-stream-bench-secret-0123456789abcdef"
 FETCH_MAX_WAIT_MS = 5
@@ -34,11 +35,7 @@ TOPIC_REJECTED = "order-rejected"
 
 def raise_fd_limit() -> int:
     """Raise the soft open-files limit to the hard one (children inherit it); return the new soft limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    return soft
+    return raise_open_file_limit()[0]
 
 
 def fd_limit() -> int:

@@ -102,9 +102,9 @@ def dev(web_port: int, broker_port: int, sample_orders: bool, interval: float, d
             web_port=web_port,
             # Tablets sign in with tokens from `partner-stream token`, signed with the dev secret by default.
             jwt_secret=os.environ.get("PARTNER_STREAM_JWT_SECRET", DEV_JWT_SECRET),
-            # A stand-in for CentralHub's accept/reject API, so the board's buttons work; and the one place
-            # the published dev secret is accepted (with the embedded broker only).
-            settings={"DEV_CENTRAL_HUB": "1", "DEV_STACK": "1"},
+            # The dev stack: a stand-in for CentralHub's accept/reject API, so the board's buttons work; and the
+            # one place the published dev secret is accepted (with the embedded broker only).
+            settings={"DEV_STACK": "1"},
             keep_user_settings=True,
         )
         with _signals_deferred():  # a Ctrl-C now must not leave a worker that the stop below does not know

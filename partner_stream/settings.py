@@ -108,7 +108,9 @@ class Settings(BaseSettings):
         "Listed origins get credentialed CORS; `*` admits any origin, without credentials. Empty: same origin only.",
     )
     dev_stack: bool = Field(
-        False, description="Set by `partner-stream dev` only: allows the published dev JWT secret (embedded broker)."
+        False,
+        description="Set by `partner-stream dev` only (embedded broker): allows the published dev JWT secret and "
+        "installs the CentralHub stand-in.",
     )
     hub_ping_interval: float = Field(10.0, gt=0, description="Seconds between server pings (SignalR needs <= 15).")
     hub_client_timeout: float = Field(30.0, gt=0, description="Close a socket silent for this many seconds.")

@@ -81,3 +81,19 @@ async def test_without_an_assignment_nothing_is_sought() -> None:
     consumer = FakeConsumer(committed={}, read={})
     await begin_reading(consumer, set(), None)
     assert consumer.calls == ["resume"]
+
+
+def test_a_recovery_overtaken_by_the_next_rebalance_does_not_resume_the_partitions() -> None:
+    """The generation changes only at assignment; the next rebalance's revoke bumps rebalancing_count first."""
+
+    class App:
+        consumer_generation_id = 7
+        rebalancing_count = 3
+
+    recovery = KeepReadRecordsRecovery.__new__(KeepReadRecordsRecovery)  # only _superseded is exercised
+    recovery.app = App()  # type: ignore[assignment]
+    recovery._rebalance_seen = 3
+    assert not recovery._superseded(7)
+    assert recovery._superseded(6)  # a newer generation
+    App.rebalancing_count = 4  # the next rebalance started, same generation so far
+    assert recovery._superseded(7)

@@ -44,15 +44,21 @@ class Capacity:
     max_connections: int
 
 
-def plan_capacity(configured: int | None, *, raise_soft_limit: bool = True) -> Capacity:
-    """Raise the open-file soft limit to the hard one if allowed, then size the connection cap under it."""
+def raise_open_file_limit() -> tuple[int, int]:
+    """Raise the soft open-file limit to the hard one if allowed (children inherit it); (soft, hard) after."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if raise_soft_limit and hard != resource.RLIM_INFINITY and soft < hard:
+    if hard != resource.RLIM_INFINITY and soft < hard:
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
             soft = hard
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d to %d: %s", soft, hard, exc)
+    return soft, hard
+
+
+def plan_capacity(configured: int | None, *, raise_soft_limit: bool = True) -> Capacity:
+    """Raise the open-file soft limit to the hard one if allowed, then size the connection cap under it."""
+    soft, hard = raise_open_file_limit() if raise_soft_limit else resource.getrlimit(resource.RLIMIT_NOFILE)
     usable = soft if soft != resource.RLIM_INFINITY else 1 << 20
     derived = max(16, usable - RESERVED_DESCRIPTORS)
     cap = min(configured, derived) if configured is not None else derived

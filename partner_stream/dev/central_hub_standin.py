@@ -11,7 +11,7 @@ restaurant (401/403 with a JSON ``error`` otherwise), then the event is publishe
 OrderService's PascalCase JSON by :class:`partner_stream.dev.samples.OrderPublisher`, and the
 answer is ``202`` (the card leaves when the event comes back through the stream).
 
-It cannot be switched on outside dev: it installs only when ``PARTNER_STREAM_DEV_CENTRAL_HUB=1``
+It cannot be switched on outside dev: it installs only when ``PARTNER_STREAM_DEV_STACK=1``
 **and** the broker profile is ``embedded`` (the in-memory Tansu broker), and
 :func:`install_central_hub_standin` refuses to run otherwise.
 """
@@ -37,7 +37,8 @@ from .samples import OrderPublisher
 
 log = logging.getLogger(__name__)
 
-ENV_FLAG = "PARTNER_STREAM_DEV_CENTRAL_HUB"
+#: The dev stack's one switch (``Settings.dev_stack`` reads it too): set by ``partner-stream dev`` only.
+ENV_FLAG = "PARTNER_STREAM_DEV_STACK"
 ROUTE = "/api/orders/{order_id}/{action:accept|reject}"
 MAX_ID_LENGTH = 200
 MAX_REASON_LENGTH = 500

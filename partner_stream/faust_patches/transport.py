@@ -65,8 +65,9 @@ def give_back_paused(consumer: Any, records: dict[Any, list[Any]], faust_consume
     Faust drops records of a partition that is neither active nor buffer-paused; aiokafka has already
     moved that partition's position past them. Runs in the consumer thread, where aiokafka lives.
     """
-    live = set(faust_consumer._active_partitions or ()) | set(getattr(faust_consumer, "_buffered_partitions", ()))
-    for tp in [tp for tp in records if tp not in live]:
+    active = faust_consumer._active_partitions or ()
+    buffered = getattr(faust_consumer, "_buffered_partitions", ())
+    for tp in [tp for tp in records if tp not in active and tp not in buffered]:
         first = records.pop(tp)[0]
         with contextlib.suppress(IllegalStateError, AssertionError):  # revoked meanwhile: nothing to give back
             consumer.seek(tp, first.offset)

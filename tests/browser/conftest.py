@@ -28,7 +28,7 @@ CHROMIUM_ARGS = [
 ]
 #: A 10.9" tablet in landscape.
 TABLET_VIEWPORT = {"width": 1180, "height": 820}
-DEV_HUB_ENV = {"PARTNER_STREAM_DEV_CENTRAL_HUB": "1"}
+DEV_HUB_ENV = {"PARTNER_STREAM_DEV_STACK": "1"}
 
 expect.set_options(timeout=30_000)
 

@@ -252,3 +252,14 @@ def test_migrating_a_full_ring_on_a_resolve_leaves_no_forgotten_resolution_behin
     step(table, accepted("new"), memory=4)
     assert table.order("42", "r0") is None  # forgotten: the oldest of a full ring
     assert len(table.data) == 1 + 4 + 4
+
+
+def test_change_payloads_write_times_as_the_stored_orders_do() -> None:
+    """Tablets got `Z` in snapshots and `+00:00` in pushes; one format now."""
+    from datetime import UTC, datetime
+
+    from partner_stream_tables.model import json_time
+
+    assert json_time(datetime(2026, 12, 5, 1, 2, 3, tzinfo=UTC)) == "2026-12-05T01:02:03Z"
+    assert json_time(datetime(2026, 12, 5, 1, 2, 3)) == "2026-12-05T01:02:03Z"  # naive means UTC
+    assert json_time(None) is None
