@@ -54,6 +54,15 @@ class TokenBucket:
         """Seconds until the next token (for the refusal's text)."""
         return max(0.0, (1.0 - self._tokens) / self._rate.per_second)
 
+    @property
+    def rate(self) -> Rate:
+        return self._rate
+
+
+def over_budget(what: str, bucket: TokenBucket) -> str:
+    """The refusal text: what was refused, the rate, and when to retry."""
+    return f"too many {what} (at most {bucket.rate.per_second:g} per second); retry in {bucket.retry_after():.1f} s"
+
 
 #: The SignalR codec's records-per-frame limit: one bad frame is answered in full.
 REFUSALS_BURST = 100

@@ -27,7 +27,7 @@ from partner_stream_tables.queries import change_name, change_payload, snapshot_
 from partner_stream_tables.transitions import Change
 
 from . import metrics
-from .budget import DEFAULT_BUDGET, ClientBudget, TokenBucket
+from .budget import DEFAULT_BUDGET, ClientBudget, TokenBucket, over_budget
 from .connection import Connection
 from .protocols.disconnects import CLIENT_TIMEOUT, NOT_OWNER, SHUTDOWN, TOO_MANY_REQUESTS, UNAVAILABLE, Disconnect
 from .protocols.messages import (
@@ -177,7 +177,8 @@ class Hub(mode.Service):
             case ClientPing() | ClientClosed():
                 return  # free: a ping only proves the client is alive; the reader ends on close
             case _ if not self._within_budget(connection):
-                self._refuse(connection, message, "requests", self._request_refusal(connection))
+                assert connection.request_budget is not None
+                self._refuse(connection, message, "requests", over_budget("requests", connection.request_budget))
             case SnapshotRequested(reply_to=reply_to):
                 self._send_snapshot(connection, reply_to)
             case Resume(seq=seq):
@@ -207,9 +208,7 @@ class Hub(mode.Service):
         if connection.ack_budget is None:
             connection.ack_budget = TokenBucket(self.budget.acknowledgements)
         if not connection.ack_budget.take():
-            rate = self.budget.acknowledgements.per_second
-            retry = connection.ack_budget.retry_after()
-            reason = f"too many acknowledgements (at most {rate:g} per second); retry in {retry:.1f} s"
+            reason = over_budget("acknowledgements", connection.ack_budget)
             self._refuse(connection, Acknowledge(order_id, reply_to), "acknowledgements", reason)
             return
         try:
@@ -227,12 +226,6 @@ class Hub(mode.Service):
         if connection.request_budget is None:
             connection.request_budget = TokenBucket(self.budget.requests)
         return connection.request_budget.take()
-
-    def _request_refusal(self, connection: Connection) -> str:
-        assert connection.request_budget is not None
-        rate = self.budget.requests.per_second
-        retry = connection.request_budget.retry_after()
-        return f"too many requests (at most {rate:g} per second); retry in {retry:.1f} s"
 
     def _refuse(self, connection: Connection, message: Inbound, reason_label: str, error: str) -> None:
         """Answer a refused request with an error if it asked for an answer; count it either way.
@@ -288,8 +281,7 @@ class Hub(mode.Service):
     async def close_all(self, reason: Disconnect = SHUTDOWN, timeout: float = 5.0) -> None:
         """Tell every tablet to reconnect elsewhere; without this a stop waits for clients to leave."""
         connections = self.connections()
-        for connection in connections:
-            connection.disconnect(reason)
+        self.disconnect_all(reason)
         await _wait_all((c.wait_closed() for c in connections), timeout)
 
     async def on_stop(self) -> None:
