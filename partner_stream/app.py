@@ -146,5 +146,9 @@ by_restaurant_topic = app.topic(
 #: Events we can never apply, with their original bytes and the reason in headers.
 dead_letter_topic = app.topic(settings.topic_dead_letter, key_serializer="raw", value_serializer="raw")
 
+#: What the platform is told about each order: a tablet saw it, or none did in time (partner_stream/announcements.py).
+order_seen_topic = app.topic(settings.topic_order_seen, key_serializer="raw", value_serializer="raw")
+order_unseen_topic = app.topic(settings.topic_order_unseen, key_serializer="raw", value_serializer="raw")
+
 #: Each restaurant's pending orders (RocksDB + changelog), co-partitioned with the re-key topic.
 pending_orders = create_table(app, partitions=settings.topic_partitions)

@@ -38,6 +38,8 @@ from pydantic import (
     model_validator,
 )
 
+from .announcements import UnseenReason
+
 
 class Limits:
     """What one upstream event may hold. A real order is a few KB with a handful of items."""
@@ -64,6 +66,8 @@ class Limits:
 
 
 LIMITS = Limits()
+#: Steps an order can be announced unseen at: on arrival (0) and one per threshold (PARTNER_STREAM_UNSEEN_AFTER).
+MAX_UNSEEN_STEPS = 8
 
 
 class EventKind(StrEnum):
@@ -71,6 +75,7 @@ class EventKind(StrEnum):
     ACCEPTED = "OrderAccepted"
     REJECTED = "OrderRejected"
     ACKNOWLEDGED = "OrderAcknowledged"
+    UNSEEN_DUE = "OrderUnseenDue"
 
 
 class InvalidEvent(ValueError):
@@ -237,13 +242,26 @@ class OrderAcknowledged(OrderEvent):
     acknowledged_at: EventTime
 
 
-AnyOrderEvent = OrderCreated | OrderAccepted | OrderRejected | OrderAcknowledged
+class OrderUnseenDue(OrderEvent):
+    """Internal: on its restaurant's owner, an order came due for an OrderUnseen step (sent by the unseen watch).
+
+    Applied like every other event, so the announcement is recorded in the order's record through the
+    changelog: a later owner neither repeats nor skips it (partner_stream/unseen.py).
+    """
+
+    kind: ClassVar[EventKind] = EventKind.UNSEEN_DUE
+    step: StrictInt = Field(ge=0, le=MAX_UNSEEN_STEPS)
+    reason: UnseenReason
+
+
+AnyOrderEvent = OrderCreated | OrderAccepted | OrderRejected | OrderAcknowledged | OrderUnseenDue
 
 EVENT_MODELS: dict[EventKind, type[OrderEvent]] = {
     EventKind.CREATED: OrderCreated,
     EventKind.ACCEPTED: OrderAccepted,
     EventKind.REJECTED: OrderRejected,
     EventKind.ACKNOWLEDGED: OrderAcknowledged,
+    EventKind.UNSEEN_DUE: OrderUnseenDue,
 }
 
 _PASCAL_BY_ALIAS: dict[str, str] = {
@@ -386,6 +404,7 @@ __all__ = [
     "OrderEvent",
     "OrderItem",
     "OrderRejected",
+    "OrderUnseenDue",
     "cap_reason",
     "decode_internal",
     "decode_upstream",

@@ -48,10 +48,20 @@ PUSH_LATENCY = Histogram(
     "From the upstream event's Kafka timestamp until the change is handed to this worker's tablets.",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+ANNOUNCEMENTS = Counter(
+    "partner_stream_order_announcements_total",
+    "OrderSeen / OrderUnseen published to Kafka (`reason` is empty for OrderSeen).",
+    ["announcement", "reason"],
+)
+UNSEEN_WATCHED = Gauge(
+    "partner_stream_unseen_watched_orders",
+    "Reminders of pending, unacknowledged orders this worker watches for their next OrderUnseen step.",
+)
 REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")
 #: EVENTS_APPLIED's children, bound once per label value: ``labels()`` takes a lock and validates.
 events_applied = cache(EVENTS_APPLIED.labels)
 poison_events = cache(POISON_EVENTS.labels)
+announcements = cache(ANNOUNCEMENTS.labels)
 
 
 class ConsumerLagCollector:

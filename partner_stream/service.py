@@ -50,6 +50,7 @@ hub = Hub(
 endpoints = TabletEndpoints(hub, settings, views.verifier, locate=locate, confirm_owner=owners.confirm)
 app.add_dependency(hub)
 agents.change_listeners.append(hub.publish)
+agents.count_tablets = hub.count  # every tablet of a restaurant ends on its owner's hub (relays pipe there)
 views.serve_tablets(hub, endpoints.relay)
 
 

@@ -8,14 +8,33 @@ Faust (``env_prefix``), so Faust's own settings are read from the same namespace
 
 from __future__ import annotations
 
+import itertools
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
+
+from .durations import parse_duration
+
+#: Thresholds PARTNER_STREAM_UNSEEN_AFTER may list (step 0, on arrival, is the eighth step).
+MAX_UNSEEN_THRESHOLDS = 7
+
+
+def parse_unseen_after(text: str) -> tuple[float, ...]:
+    """``"60s,5m"`` -> (60.0, 300.0): at least one duration of 1 s or more, strictly ascending."""
+    thresholds = tuple(parse_duration(part) for part in text.split(","))
+    if len(thresholds) > MAX_UNSEEN_THRESHOLDS:
+        raise ValueError(f"at most {MAX_UNSEEN_THRESHOLDS} steps, not {len(thresholds)}")
+    if thresholds[0] < 1.0:
+        raise ValueError("the first step must be at least 1s")
+    if any(later <= earlier for earlier, later in itertools.pairwise(thresholds)):
+        raise ValueError("steps must be strictly ascending, e.g. 60s,5m,15m")
+    return thresholds
+
 
 ENV_PREFIX = "PARTNER_STREAM_"
 
@@ -44,6 +63,21 @@ class Settings(BaseSettings):
     topic_order_accepted: str = "order-accepted"
     topic_order_rejected: str = "order-rejected"
     topic_dead_letter: str = Field("order-events-dlq", description="Where undecodable events go, with the reason.")
+    topic_order_seen: str = Field("order-seen", description="Where OrderSeen is published (an order's first ack).")
+    topic_order_unseen: str = Field(
+        "order-unseen", description="Where OrderUnseen is published (an order no tablet showed in time)."
+    )
+    unseen_after: str = Field(
+        "60s",
+        description="Announce OrderUnseen when an order is still unacknowledged this long after CreatedAt; a "
+        "comma-separated list (e.g. `60s,5m`) adds escalation steps.",
+    )
+    unseen_arrival_grace: float = Field(
+        10.0,
+        ge=0,
+        description="After this worker is handed partitions, wait this many seconds for tablets to reconnect before "
+        "announcing an order's arrival with no tablet connected.",
+    )
     topic_partitions: int = Field(
         8, ge=1, description="Partitions of the internal re-key topic and the table changelog."
     )
@@ -150,6 +184,12 @@ class Settings(BaseSettings):
         "Unset: the open-file limit minus a reserve for Kafka, RocksDB and logs.",
     )
 
+    @field_validator("unseen_after")
+    @classmethod
+    def _unseen_steps(cls, value: str) -> str:
+        parse_unseen_after(value)
+        return value
+
     @model_validator(mode="after")
     def _transactions_need_kafka(self) -> Settings:
         if self.embedded and self.processing_guarantee == "exactly_once":
@@ -173,6 +213,11 @@ class Settings(BaseSettings):
                 f"{MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -hex 32`)"
             )
         return self
+
+    @property
+    def unseen_thresholds(self) -> tuple[float, ...]:
+        """The OrderUnseen steps after CreatedAt, in seconds, ascending (validated at start)."""
+        return parse_unseen_after(self.unseen_after)
 
     @property
     def broker_urls(self) -> list[str]:

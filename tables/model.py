@@ -67,6 +67,13 @@ class PendingOrder(StoredModel):
     seq: int
     #: First time any tablet of the restaurant reported showing it (None: nobody has seen it yet).
     acknowledged_at: StoredTime | None = None
+    #: The last OrderUnseen step announced for it (None: none), so no owner announces a step twice.
+    #: Bookkeeping of this service: tablets are not shown it (:data:`INTERNAL_FIELDS`).
+    unseen_step: int | None = None
+
+
+#: Fields of a stored order that clients are not sent.
+INTERNAL_FIELDS = frozenset({"unseen_step"})
 
 
 class Resolution(StrEnum):

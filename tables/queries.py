@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .model import PendingOrder, RestaurantOrders, json_time
+from .model import INTERNAL_FIELDS, PendingOrder, RestaurantOrders, json_time
 from .transitions import Change, OrderAdded, OrderResolved, OrderSeen
 
 
 def order_payload(order: PendingOrder, seq: int) -> dict[str, Any]:
     """An order as tablets see it; ``seq`` is the restaurant's seq after the change."""
-    payload = order.model_dump(mode="json", by_alias=True, exclude={"seq"})
+    payload = order.model_dump(mode="json", by_alias=True, exclude={"seq", *INTERNAL_FIELDS})
     payload["seq"] = seq
     return payload
 
@@ -20,7 +20,7 @@ def snapshot_payload(state: RestaurantOrders) -> dict[str, Any]:
     return {
         "restaurantId": state.restaurant_id,
         "seq": state.seq,
-        "orders": [order.model_dump(mode="json", by_alias=True) for order in state.pending],
+        "orders": [order.model_dump(mode="json", by_alias=True, exclude=INTERNAL_FIELDS) for order in state.pending],
     }
 
 

@@ -117,6 +117,10 @@ class Hub(mode.Service):
             return list(self._by_restaurant.get(restaurant_id, ()))
         return [c for group in self._by_restaurant.values() for c in group]
 
+    def count(self, restaurant_id: str) -> int:
+        """Tablets of the restaurant connected here, directly or relayed by another worker."""
+        return len(self._by_restaurant.get(restaurant_id, ()))
+
     def restaurants(self) -> list[str]:
         return list(self._by_restaurant)
 

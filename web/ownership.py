@@ -21,42 +21,11 @@ import aiohttp
 from yarl import URL
 
 from partner_stream.app import app, pending_orders, settings
-from partner_stream.routing import changelog_partition
+from partner_stream.readiness import not_ready_reason as not_ready_reason  # asked by views and /readyz too
+from partner_stream.readiness import owns_partition as owns_partition
+from partner_stream.readiness import recovery_state as recovery_state
 
 from .placement import Owner, OwnerUnreachable, Placement
-
-
-def owns_partition(restaurant_id: str) -> bool:
-    """This worker holds the active replica of the restaurant's partition (recovered or not)."""
-    try:
-        return app.assignor.is_active(changelog_partition(restaurant_id))
-    except (KeyError, AssertionError, TypeError):
-        return False
-
-
-def recovery_state() -> dict[str, bool | str | None]:
-    """Whether this worker's actives are recovered, it is not mid-rebalance, and its store takes writes."""
-    return {
-        "rebalancing": bool(app.rebalancing),
-        "recovering": bool(app.in_recovery),
-        "activesReady": bool(app.tables.actives_ready),
-        "firstRecoveryCompleted": app.tables.recovery.completed.is_set(),
-        "storageFailure": pending_orders.storage_failure,
-        "fenced": app.fence.reason() if app.fence.fenced else None,
-    }
-
-
-def not_ready_reason() -> str | None:
-    """Why this worker may not serve its restaurants right now (for 503 bodies and /readyz), or None."""
-    if app.fence.fenced:
-        return f"this worker is {app.fence.reason()}"
-    failure = pending_orders.storage_failure
-    if failure is not None:
-        return f"this worker's local storage refuses writes (disk full?): {failure}"
-    recovered = app.tables.recovery.completed.is_set() and app.tables.actives_ready
-    if not recovered or app.rebalancing:
-        return "this worker is rebalancing or recovering its partitions"
-    return None
 
 
 def worker_ready() -> bool:

@@ -45,12 +45,22 @@ class Topics:
     def dead_letter(self) -> str:
         return f"{self.prefix}-dlq"
 
+    @property
+    def seen(self) -> str:
+        return f"{self.prefix}-order-seen"
+
+    @property
+    def unseen(self) -> str:
+        return f"{self.prefix}-order-unseen"
+
     def env(self) -> dict[str, str]:
         return {
             "PARTNER_STREAM_TOPIC_ORDER_CREATED": self.created,
             "PARTNER_STREAM_TOPIC_ORDER_ACCEPTED": self.accepted,
             "PARTNER_STREAM_TOPIC_ORDER_REJECTED": self.rejected,
             "PARTNER_STREAM_TOPIC_DEAD_LETTER": self.dead_letter,
+            "PARTNER_STREAM_TOPIC_ORDER_SEEN": self.seen,
+            "PARTNER_STREAM_TOPIC_ORDER_UNSEEN": self.unseen,
         }
 
 
