@@ -35,7 +35,12 @@ class UnseenReason(StrEnum):
 
 
 class Announcement(BaseModel):
-    model_config = ConfigDict(alias_generator=to_pascal, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(
+        alias_generator=to_pascal,
+        field_title_generator=lambda name, _: to_pascal(name),
+        populate_by_name=True,
+        frozen=True,
+    )
 
     announcement_id: str = Field(description="The same for every copy of this announcement: dedupe on it.")
     order_id: str

@@ -220,13 +220,19 @@ def _parse_duration(text: str) -> int:
 
 @main.command("schemas")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write to a file instead of stdout.")
-def schemas(out: Path | None) -> None:
-    """Print the JSON Schema of the upstream events (the contract with the OrderService)."""
+@click.option(
+    "--announcements",
+    is_flag=True,
+    help="The events partner-stream publishes (OrderSeen, OrderUnseen) instead of the upstream ones.",
+)
+def schemas(out: Path | None, announcements: bool) -> None:
+    """Print the JSON Schema of the upstream events (the contract with the OrderService), or of what we publish."""
     import json
 
+    from .announcements import announcement_schemas
     from .events import json_schemas
 
-    text = json.dumps(json_schemas(), indent=2) + "\n"
+    text = json.dumps(announcement_schemas() if announcements else json_schemas(), indent=2) + "\n"
     if out:
         out.write_text(text)
     else:

@@ -28,7 +28,7 @@ from . import metrics as stream_metrics
 from .dev.central_hub_standin import install_central_hub_standin, standin_enabled
 
 from partner_stream_web import views
-from partner_stream_web.board import install_board_routes
+from partner_stream_web.board import board_route_installer
 from partner_stream_web.budget import ClientBudget
 from partner_stream_web.endpoints import TabletEndpoints
 from partner_stream_web.hub import Hub
@@ -81,7 +81,7 @@ def install_dev_routes(web_app: aiohttp_web.Application) -> None:
 
 
 app.add_route_installer(install_tablet_routes)
-app.add_route_installer(install_board_routes)
+app.add_route_installer(board_route_installer(settings.unseen_thresholds[0]))  # the board marks unseen orders
 app.add_route_installer(install_dev_routes)
 
 # -- reactions to the group: rebalances and fencing --------------------------------------------

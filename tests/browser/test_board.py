@@ -28,7 +28,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 from partner_stream.dev.broker import EmbeddedBroker, free_port
 from partner_stream.dev.central_hub_standin import ENV_FLAG, install_central_hub_standin, standin_enabled
 from partner_stream.settings import Settings
-from tests.browser.conftest import DEV_HUB_ENV, OpenBoard
+from tests.browser.conftest import DEV_HUB_ENV, TABLET_VIEWPORT, OpenBoard
 from tests.conftest import new_worker, restaurant_id
 from tests.support.polling import eventually
 from tests.support.tablets import PlainTablet, expired_token, tablet_token
@@ -413,6 +413,180 @@ async def test_screenshot_of_a_board_with_orders(
         shutil.copyfile(shot, DOCS_SCREENSHOT)
 
 
+# -- orders no tablet showed in time ---------------------------------------------------------------
+
+#: The page's visibility under the test's control: a hidden board renders orders but does not acknowledge them.
+HIDDEN_PAGE = """
+(() => {
+  let hidden = true;
+  const visibility = () => (hidden ? "hidden" : "visible");
+  Object.defineProperty(Document.prototype, "visibilityState", { configurable: true, get: visibility });
+  Object.defineProperty(Document.prototype, "hidden", { configurable: true, get: () => hidden });
+  window.showPage = () => { hidden = false; document.dispatchEvent(new Event("visibilitychange")); };
+})();
+"""
+MISSED_TEXT = re.compile(r"^Missed for 5 min \d\d s — arrived while no tablet showed it$")
+UNSEEN_TEXT = re.compile(r"^Unseen for 5 min \d\d s$")
+MARKED = re.compile(r"\bis-missed\b")
+STILL_UNSEEN = re.compile(r"\bis-unseen\b")
+
+
+async def create_order_made_ago(
+    producer: AIOKafkaProducer, worker: Worker, restaurant: str, customer: str, ago: timedelta
+) -> str:
+    """An order whose upstream ``CreatedAt`` lies ``ago`` in the past (as after a tablet outage)."""
+    order_id = str(uuid.uuid4())
+    created_at = (datetime.now(UTC) - ago).isoformat()
+    body = order_body(restaurant, order_id, customer, [("Pad Thai", 1, 9.5, None)], CreatedAt=created_at)
+    await publish(producer, worker.topics.created, body)
+    return order_id
+
+
+async def acknowledge_elsewhere(worker: Worker, restaurant: str, order_id: str) -> None:
+    """Another tablet of the restaurant shows (acknowledges) the order; wait for the stream to record it."""
+    tablet = await PlainTablet.connect(worker, restaurant)
+    try:
+        await tablet.send({"type": "ack", "orderId": order_id, "id": "seen-1"})
+        await tablet.wait_for(lambda m: m.get("type") == "OrderAcknowledged" and m["data"]["orderId"] == order_id)
+    finally:
+        await tablet.close()
+
+
+async def open_board_page(
+    browser: Browser,
+    contexts: list[BrowserContext],
+    page_errors: list[str],
+    worker: Worker,
+    restaurant: str,
+    *,
+    hidden: bool = False,
+    unseen_after: str | None = None,
+) -> Page:
+    """Like ``open_board``, optionally with the page hidden (see HIDDEN_PAGE) or another served threshold."""
+    context = await browser.new_context(viewport=TABLET_VIEWPORT, locale="en-US", timezone_id="UTC")
+    contexts.append(context)
+    if hidden:
+        await context.add_init_script(HIDDEN_PAGE)
+    if unseen_after is not None:
+        # Rewrite the attribute once the page is parsed, before its module script runs (a routed page
+        # would do too, but Chromium then refuses the page's WebSocket).
+        value = orjson.dumps(unseen_after).decode()
+        await context.add_init_script(
+            "document.addEventListener('readystatechange', () => {"
+            f" if (document.readyState === 'interactive') document.body.dataset.unseenAfterSeconds = {value}; }});"
+        )
+    page = await context.new_page()
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    await page.goto(f"{worker.base_url}/board/")
+    await page.get_by_label("Tablet token").fill(tablet_token(restaurant))
+    await page.get_by_role("button", name="Sign in").click()
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    return page
+
+
+async def expect_unmarked(shown: Locator) -> None:
+    await expect(shown).to_be_visible()
+    await expect(shown).not_to_have_class(MARKED)
+    await expect(shown.locator(".badge-missed")).to_be_hidden()
+    await expect(shown.get_by_role("article")).to_have_accessible_description("")
+
+
+async def test_orders_no_tablet_showed_in_time_are_marked(
+    board_worker: Worker,
+    producer: AIOKafkaProducer,
+    browser: Browser,
+    contexts: list[BrowserContext],
+    page_errors: list[str],
+) -> None:
+    restaurant = restaurant_id()
+    five_minutes = timedelta(minutes=5)
+    seen_late = await create_order_made_ago(producer, board_worker, restaurant, "Grace", five_minutes)
+    never_seen = await create_order_made_ago(producer, board_worker, restaurant, "Hiro", five_minutes)
+    fresh = await create_order(producer, board_worker, restaurant, "Ines")
+    await eventually(
+        lambda: pending_orders(board_worker, restaurant), lambda s: len(s["orders"]) == 3, what="three orders"
+    )
+    # Another tablet came back online and showed Grace's order now, 5 min after it was placed (> 60 s).
+    await acknowledge_elsewhere(board_worker, restaurant, seen_late)
+
+    # A board whose screen is off: it lists the orders but shows (acknowledges) none of them.
+    page = await open_board_page(browser, contexts, page_errors, board_worker, restaurant, hidden=True)
+    await wait_for_cards(page, sorted([seen_late, never_seen, fresh]))
+
+    late = card(page, seen_late)
+    await expect(late).to_have_class(MARKED)
+    await expect(late).not_to_have_class(STILL_UNSEEN)
+    await expect(late.locator(".badge-missed")).to_be_visible()
+    await expect(late.locator(".badge-missed")).to_have_text(MISSED_TEXT)
+    body = late.get_by_role("article")
+    await expect(body).to_have_accessible_name("Grace")
+    await expect(body).to_have_accessible_description(MISSED_TEXT)
+
+    unseen = card(page, never_seen)
+    await expect(unseen).to_have_class(MARKED)
+    await expect(unseen).to_have_class(STILL_UNSEEN)
+    await expect(unseen.locator(".badge-missed")).to_have_text(UNSEEN_TEXT)
+    await expect(unseen.get_by_role("article")).to_have_accessible_description(UNSEEN_TEXT)
+    # Still unacknowledged, the duration keeps counting.
+    counting = await unseen.locator(".badge-missed").text_content()
+    await expect(unseen.locator(".badge-missed")).not_to_have_text(counting or "")
+
+    await expect_unmarked(card(page, fresh))
+
+    # The screen comes on: the board shows Hiro's order, the stream records it, the mark says it was missed.
+    await page.evaluate("showPage()")
+    await expect(unseen).not_to_have_class(STILL_UNSEEN)
+    await expect(unseen).to_have_class(MARKED)
+    await expect(unseen.locator(".badge-missed")).to_have_text(MISSED_TEXT)
+    await eventually(
+        lambda: pending_orders(board_worker, restaurant),
+        lambda s: all(order["acknowledgedAt"] for order in s["orders"]),
+        what="every displayed order to be acknowledged",
+    )
+    await expect_unmarked(card(page, fresh))
+    # A missed order's duration is fixed once a tablet showed it.
+    frozen = await unseen.locator(".badge-missed").text_content()
+    age = card(page, fresh).locator(".age")
+    await expect(age).not_to_have_text(await age.text_content() or "")  # the board ticked since
+    assert await unseen.locator(".badge-missed").text_content() == frozen
+
+
+@pytest.mark.parametrize(
+    ("unseen_after", "marked"),
+    [("600", False), ("299.5", True), ("not-a-number", True), ("0", True), ("", True)],
+    ids=["600s", "299.5s", "invalid-falls-back-to-60s", "zero-falls-back-to-60s", "empty-falls-back-to-60s"],
+)
+async def test_the_board_uses_the_threshold_the_page_carries(
+    board_worker: Worker,
+    producer: AIOKafkaProducer,
+    browser: Browser,
+    contexts: list[BrowserContext],
+    page_errors: list[str],
+    unseen_after: str,
+    marked: bool,
+) -> None:
+    restaurant = restaurant_id()
+    order_id = await create_order_made_ago(producer, board_worker, restaurant, "Grace", timedelta(minutes=5))
+    await eventually(
+        lambda: pending_orders(board_worker, restaurant), lambda s: len(s["orders"]) == 1, what="the order"
+    )
+    page = await open_board_page(browser, contexts, page_errors, board_worker, restaurant, unseen_after=unseen_after)
+    shown = card(page, order_id)
+    await expect(shown).to_be_visible()
+    # The board itself shows the order now: acknowledged 5 min after it was placed.
+    await eventually(
+        lambda: pending_orders(board_worker, restaurant),
+        lambda s: bool(s["orders"][0]["acknowledgedAt"]),
+        what="the order to be acknowledged",
+    )
+    await expect(shown.locator(".age")).to_have_text(re.compile(r"^5 min \d\d s$"))
+    if marked:
+        await expect(shown).to_have_class(MARKED)
+        await expect(shown.locator(".badge-missed")).to_have_text(MISSED_TEXT)
+    else:
+        await expect_unmarked(shown)
+
+
 # -- the board and the stand-in over plain HTTP -------------------------------------------------
 
 
@@ -421,7 +595,9 @@ async def test_the_board_is_served_and_the_stand_in_is_off_without_the_dev_flag(
         async with session.get(f"{shared_worker.base_url}/board/") as response:
             assert response.status == 200
             assert response.content_type == "text/html"
-            assert "Order board" in await response.text()
+            page = await response.text()
+            assert "Order board" in page
+            assert '<body data-unseen-after-seconds="60">' in page  # the default PARTNER_STREAM_UNSEEN_AFTER
         async with session.get(f"{shared_worker.base_url}/static/partner-client.js") as response:
             assert response.status == 200
             assert "javascript" in response.content_type

@@ -13,6 +13,7 @@ const HUB_TIMEOUT_MS = 15_000;
 const CONFIRMATION_WAIT_MS = 30_000; // after a 2xx, how long to wait for the stream before re-enabling
 const AGE_WARN_S = 10 * 60;
 const AGE_LATE_S = 20 * 60;
+const DEFAULT_UNSEEN_AFTER_S = 60;
 
 const $ = (id) => document.getElementById(id);
 const el = {
@@ -41,6 +42,8 @@ const el = {
 };
 
 const money = new Intl.NumberFormat(undefined, { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+// The worker's PARTNER_STREAM_UNSEEN_AFTER (its first step), carried by the page: <body data-unseen-after-seconds>.
+const UNSEEN_AFTER_S = unseenAfterSeconds(document.body.dataset.unseenAfterSeconds);
 const clock = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
 
 let session = null; // {token, restaurantId}
@@ -195,13 +198,16 @@ function buildCard(order) {
     error: q(".card-error"),
     note: q(".card-note"),
     age: q(".age"),
+    missed: q(".badge-missed"),
+    body: q(".card-body"),
   };
   li.dataset.orderId = id;
   const headingId = `order-${cssSafe(id)}-customer`;
   const customer = q(".customer");
   customer.id = headingId;
   customer.textContent = order.customerName || "Customer";
-  q(".card-body").setAttribute("aria-labelledby", headingId);
+  card.body.setAttribute("aria-labelledby", headingId);
+  card.missed.id = `order-${cssSafe(id)}-missed`;
   q(".order-ref").textContent = `#${id.slice(0, 8)}`;
   const items = q(".items");
   for (const item of order.items || []) {
@@ -257,7 +263,43 @@ function tick() {
     card.age.textContent = formatAge(seconds);
     card.age.classList.toggle("warn", seconds >= AGE_WARN_S && seconds < AGE_LATE_S);
     card.age.classList.toggle("late", seconds >= AGE_LATE_S);
+    renderMissed(card, unseenFor(card.order, now, UNSEEN_AFTER_S));
   }
+}
+
+/** The threshold from the page's data attribute; 60 s if it is missing, not a number, or not positive. */
+export function unseenAfterSeconds(raw) {
+  const value = typeof raw === "string" && raw.trim() !== "" ? Number(raw) : Number.NaN;
+  return Number.isFinite(value) && value > 0 ? value : DEFAULT_UNSEEN_AFTER_S;
+}
+
+/**
+ * How long no tablet showed ``order``: (acknowledgedAt ?? now) - createdAt, as
+ * {seconds, acknowledged}; null while that is within ``thresholdSeconds`` or cannot be known.
+ */
+export function unseenFor(order, now, thresholdSeconds) {
+  const created = Date.parse(order.createdAt);
+  const acknowledged = Boolean(order.acknowledgedAt);
+  const until = acknowledged ? Date.parse(order.acknowledgedAt) : now;
+  if (Number.isNaN(created) || Number.isNaN(until)) return null;
+  const ms = until - created;
+  if (!(ms > thresholdSeconds * 1000)) return null;
+  return { seconds: Math.floor(ms / 1000), acknowledged };
+}
+
+function renderMissed(card, unseen) {
+  const text = !unseen
+    ? ""
+    : unseen.acknowledged
+      ? `Missed for ${formatAge(unseen.seconds)} — arrived while no tablet showed it`
+      : `Unseen for ${formatAge(unseen.seconds)}`;
+  card.li.classList.toggle("is-missed", Boolean(unseen));
+  card.li.classList.toggle("is-unseen", Boolean(unseen) && !unseen.acknowledged);
+  if (card.missed.textContent !== text) card.missed.textContent = text;
+  card.missed.hidden = !unseen;
+  // The badge is part of the card's accessible description only while it shows.
+  if (unseen) card.body.setAttribute("aria-describedby", card.missed.id);
+  else card.body.removeAttribute("aria-describedby");
 }
 
 export function formatAge(seconds) {
