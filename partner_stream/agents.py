@@ -26,27 +26,11 @@ from typing import Any
 from faust.types import EventT
 
 from partner_stream_tables.storage import StorageWriteFailed
-from partner_stream_tables.transitions import (
-    Announcement,
-    Change,
-    Outcome,
-    SeenAnnouncement,
-    UnseenAnnouncement,
-    apply_event,
-)
+from partner_stream_tables.transitions import Change, Outcome, apply_event
 
 from . import metrics, routing
-from .announcements import OrderSeen, OrderUnseen, UnseenReason
 from .app import app as faust_app
-from .app import (
-    by_restaurant_topic,
-    dead_letter_topic,
-    order_events_topic,
-    order_seen_topic,
-    order_unseen_topic,
-    pending_orders,
-    settings,
-)
+from .app import by_restaurant_topic, dead_letter_topic, order_events_topic, pending_orders, settings
 from .dead_letters import dead_letter
 from .disk import free_bytes
 from .events import (
@@ -54,13 +38,12 @@ from .events import (
     EventKind,
     InvalidEvent,
     OrderAcknowledged,
-    OrderUnseenDue,
+    OrderAnnounced,
     decode_internal,
     decode_upstream,
     encode_internal,
     timestamp_to_datetime,
 )
-from .unseen import threshold_of
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +60,17 @@ async def submit_acknowledgement(restaurant_id: str, order_id: str) -> None:
     await by_restaurant_topic.send(key=restaurant_id, value=encode_internal(event))
 
 
-async def submit_unseen_due(restaurant_id: str, order_id: str, step: int, reason: UnseenReason) -> None:
-    """An order came due for an OrderUnseen step: recorded and announced by applying this event (once)."""
-    event = OrderUnseenDue(order_id=order_id, restaurant_id=restaurant_id, step=step, reason=reason)
-    await by_restaurant_topic.send(key=restaurant_id, value=encode_internal(event))
+async def record_announcement(event: OrderAnnounced) -> None:
+    """The owner published an announcement: record it in the order's record, through the stream; returns once the
+    broker has the event (so the announcer knows it will be applied)."""
+    delivery = await by_restaurant_topic.send(key=event.restaurant_id, value=encode_internal(event))
+    await delivery
 
 
 #: Called with (restaurant_id, change) after each applied change; the hub subscribes.
 change_listeners: list[Callable[[str, Change], None]] = []
-#: Called with (restaurant_id, outcome) after each written outcome; the unseen watch subscribes.
-outcome_listeners: list[Callable[[str, Outcome], None]] = []
+#: Called with (event, outcome) after each applied event, a no-op included; the announcer subscribes.
+outcome_listeners: list[Callable[[AnyOrderEvent, Outcome], None]] = []
 
 
 def _no_tablets(restaurant_id: str) -> int:
@@ -195,13 +179,9 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     generation = event.message.generation_id or 0
     partition = event.message.partition
     outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
-    if outcome.announcement is not None:
-        # Published before it is recorded: a worker that dies in between publishes it again (same
-        # AnnouncementId) when the event is read again. Recorded first, it could be lost.
-        await publish_announcement(outcome.announcement)
-        outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
     metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
     if outcome.is_noop:
+        tell_outcome_listeners(order_event, outcome)
         return
     try:
         pending_orders.write(outcome, generation, partition)
@@ -214,45 +194,15 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
             except Exception:  # the change is stored: never dead-letter it for a failed push
                 log.exception("a change listener failed for restaurant %r", order_event.restaurant_id)
         observe_push_latency(event)
-    for outcome_listener in outcome_listeners:
+    tell_outcome_listeners(order_event, outcome)
+
+
+def tell_outcome_listeners(order_event: AnyOrderEvent, outcome: Outcome) -> None:
+    for listener in outcome_listeners:
         try:
-            outcome_listener(order_event.restaurant_id, outcome)
+            listener(order_event, outcome)
         except Exception:  # the outcome is stored: never dead-letter it for a failed listener
             log.exception("an outcome listener failed for restaurant %r", order_event.restaurant_id)
-
-
-async def publish_announcement(announcement: Announcement) -> None:
-    """OrderSeen / OrderUnseen on Kafka, keyed by restaurant; returns once the broker has it."""
-    order = announcement.order
-    tablets = count_tablets(order.restaurant_id)
-    topic: Any
-    match announcement:
-        case SeenAnnouncement(seen_at=seen_at):
-            topic, reason = order_seen_topic, ""
-            record: OrderSeen | OrderUnseen = OrderSeen(
-                announcement_id=OrderSeen.id_for(order.order_id),
-                order_id=order.order_id,
-                restaurant_id=order.restaurant_id,
-                seen_at=seen_at,
-                connected_tablets=tablets,
-            )
-        case UnseenAnnouncement(step=step, reason=unseen_reason):
-            topic, reason = order_unseen_topic, unseen_reason.value
-            pending_for = (datetime.now(UTC) - order.created_at).total_seconds()
-            record = OrderUnseen(
-                announcement_id=OrderUnseen.id_for(order.order_id, step),
-                order_id=order.order_id,
-                restaurant_id=order.restaurant_id,
-                created_at=order.created_at,
-                pending_for_seconds=round(max(0.0, pending_for), 3),
-                connected_tablets=tablets,
-                reason=unseen_reason,
-                step=step,
-                threshold_seconds=threshold_of(settings.unseen_thresholds, step),
-            )
-    delivery = await topic.send(key=order.restaurant_id, value=record.to_bytes())
-    await delivery
-    metrics.announcements(announcement=type(record).__name__, reason=reason).inc()
 
 
 async def wait_for_the_store() -> None:

@@ -21,7 +21,7 @@ import unicodedata
 import uuid
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import orjson
 from pydantic import (
@@ -37,8 +37,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-from .announcements import UnseenReason
 
 
 class Limits:
@@ -66,8 +64,8 @@ class Limits:
 
 
 LIMITS = Limits()
-#: Steps an order can be announced unseen at: on arrival (0) and one per threshold (PARTNER_STREAM_UNSEEN_AFTER).
-MAX_UNSEEN_STEPS = 8
+#: Thresholds PARTNER_STREAM_UNSEEN_AFTER may list; OrderUnseen steps are 0 (on arrival) to this.
+MAX_UNSEEN_STEP = 7
 
 
 class EventKind(StrEnum):
@@ -75,7 +73,7 @@ class EventKind(StrEnum):
     ACCEPTED = "OrderAccepted"
     REJECTED = "OrderRejected"
     ACKNOWLEDGED = "OrderAcknowledged"
-    UNSEEN_DUE = "OrderUnseenDue"
+    ANNOUNCED = "OrderAnnounced"
 
 
 class InvalidEvent(ValueError):
@@ -242,26 +240,27 @@ class OrderAcknowledged(OrderEvent):
     acknowledged_at: EventTime
 
 
-class OrderUnseenDue(OrderEvent):
-    """Internal: on its restaurant's owner, an order came due for an OrderUnseen step (sent by the unseen watch).
+class OrderAnnounced(OrderEvent):
+    """Internal: the restaurant's owner published OrderSeen or OrderUnseen (at ``step``) for the order.
 
     Applied like every other event, so the announcement is recorded in the order's record through the
-    changelog: a later owner neither repeats nor skips it (partner_stream/unseen.py).
+    changelog: a later owner does not publish it again (partner_stream/announcer.py).
     """
 
-    kind: ClassVar[EventKind] = EventKind.UNSEEN_DUE
-    step: StrictInt = Field(ge=0, le=MAX_UNSEEN_STEPS)
-    reason: UnseenReason
+    kind: ClassVar[EventKind] = EventKind.ANNOUNCED
+    announcement: Literal["OrderSeen", "OrderUnseen"]
+    #: The OrderUnseen step (0 on arrival, k for the k-th threshold); None for OrderSeen.
+    step: StrictInt | None = Field(None, ge=0, le=MAX_UNSEEN_STEP)
 
 
-AnyOrderEvent = OrderCreated | OrderAccepted | OrderRejected | OrderAcknowledged | OrderUnseenDue
+AnyOrderEvent = OrderCreated | OrderAccepted | OrderRejected | OrderAcknowledged | OrderAnnounced
 
 EVENT_MODELS: dict[EventKind, type[OrderEvent]] = {
     EventKind.CREATED: OrderCreated,
     EventKind.ACCEPTED: OrderAccepted,
     EventKind.REJECTED: OrderRejected,
     EventKind.ACKNOWLEDGED: OrderAcknowledged,
-    EventKind.UNSEEN_DUE: OrderUnseenDue,
+    EventKind.ANNOUNCED: OrderAnnounced,
 }
 
 _PASCAL_BY_ALIAS: dict[str, str] = {
@@ -400,11 +399,11 @@ __all__ = [
     "InvalidEvent",
     "OrderAccepted",
     "OrderAcknowledged",
+    "OrderAnnounced",
     "OrderCreated",
     "OrderEvent",
     "OrderItem",
     "OrderRejected",
-    "OrderUnseenDue",
     "cap_reason",
     "decode_internal",
     "decode_upstream",

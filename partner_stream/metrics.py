@@ -53,9 +53,13 @@ ANNOUNCEMENTS = Counter(
     "OrderSeen / OrderUnseen published to Kafka (`reason` is empty for OrderSeen).",
     ["announcement", "reason"],
 )
+ANNOUNCEMENT_FAILURES = Counter(
+    "partner_stream_order_announcement_failures_total",
+    "OrderSeen / OrderUnseen the broker did not take in time; each is published again after a back-off.",
+)
 UNSEEN_WATCHED = Gauge(
     "partner_stream_unseen_watched_orders",
-    "Reminders of pending, unacknowledged orders this worker watches for their next OrderUnseen step.",
+    "Reminders this worker holds of orders owed an announcement (OrderSeen, or their next OrderUnseen step).",
 )
 REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")
 #: EVENTS_APPLIED's children, bound once per label value: ``labels()`` takes a lock and validates.

@@ -1,8 +1,8 @@
 """The stream's background work and its reactions to the group: every ``@app.task``, timer and signal of the stream.
 
 - start: track the table's topics in the producer's metadata; tune the garbage collector once ready;
-- every 30 s: the data dir's free space; every 0.5 s: heartbeats, for the fence; every 0.25 s: orders due
-  for an OrderUnseen step (partner_stream/unseen.py);
+- every 30 s: the data dir's free space; every 0.5 s: heartbeats, for the fence; every 0.25 s: the
+  announcements that are due (partner_stream/announcer.py);
 - on assignment: re-read partition counts, watch the new partitions' orders; on revoke after a fence:
   distrust the local state.
 
@@ -20,18 +20,19 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Awaitable
+from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
 
-from partner_stream_tables.model import PendingOrder
-from partner_stream_tables.transitions import OrderAdded, Outcome, UnseenAnnouncement
-
-from . import agents, event_loop, metrics, routing
-from .app import app, pending_orders, settings
+from . import agents, event_loop, routing
+from .announcements import OrderSeen, OrderUnseen
+from .announcer import Announcer, Ports
+from .app import app, order_seen_topic, order_unseen_topic, pending_orders, settings
 from .faust_patches import aiokafka_consumer
 from .faust_patches.heartbeat import record_heartbeats
 from .readiness import not_ready_reason, owns_partition
-from .unseen import TICK_SECONDS, DueStep, UnseenSchedule
+from .unseen import TICK_SECONDS, UnseenSchedule
 
 log = logging.getLogger(__name__)
 
@@ -104,71 +105,39 @@ async def reread_partition_counts(sender: object, assigned: object, **kwargs: ob
     routing.forget_partition_counts()
 
 
-# -- orders no tablet saw: the OrderUnseen watch ------------------------------------------------------
-
-unseen_schedule = UnseenSchedule(settings.unseen_thresholds, settings.unseen_arrival_grace)
-#: After a failed send of a due step, try again this much later (seconds).
-UNSEEN_RETRY_SECONDS = 1.0
+# -- did the kitchen see it: the announcer (partner_stream/announcer.py) -----------------------------------
 
 
-def next_unseen_step(order: PendingOrder, now: float) -> DueStep | None:
-    """The order's next OrderUnseen step, given its record and the tablets connected now (None once it was seen)."""
-    if order.acknowledged_at is not None:
-        return None
-    tablets = agents.count_tablets(order.restaurant_id)
-    return unseen_schedule.next_step(created_at=order.created_at, announced=order.unseen_step, tablets=tablets, now=now)
+async def publish_announcement(announcement: OrderSeen | OrderUnseen) -> Awaitable[Any]:
+    topic = order_seen_topic if isinstance(announcement, OrderSeen) else order_unseen_topic
+    return await topic.send(key=announcement.restaurant_id, value=announcement.to_bytes())
 
 
-def remind_of_next_unseen_step(order: PendingOrder, now: float) -> None:
-    due = next_unseen_step(order, now)
-    if due is not None:
-        unseen_schedule.remind(order.restaurant_id, order.order_id, due.at)
-
-
-def watch_for_unseen(restaurant_id: str, outcome: Outcome) -> None:
-    """The agent wrote an outcome: an order that arrived, or one just announced, gets its next reminder."""
-    if isinstance(outcome.change, OrderAdded):
-        remind_of_next_unseen_step(outcome.change.order, time.time())
-    elif isinstance(outcome.announcement, UnseenAnnouncement):
-        remind_of_next_unseen_step(outcome.announcement.order, time.time())
-
-
-agents.outcome_listeners.append(watch_for_unseen)
+announcer = Announcer(
+    UnseenSchedule(settings.unseen_thresholds, settings.unseen_arrival_grace),
+    Ports(
+        read_order=pending_orders.order,
+        pending_orders=lambda: pending_orders.pending_orders(owned=owns_partition),
+        owns=owns_partition,
+        ready=lambda: not_ready_reason() is None,
+        count_tablets=lambda restaurant_id: agents.count_tablets(restaurant_id),  # set by the composition root
+        publish=publish_announcement,
+        record=agents.record_announcement,
+    ),
+)
+agents.outcome_listeners.append(lambda event, outcome: announcer.on_outcome(event, outcome, time.time()))
 
 
 @app.on_partitions_assigned.connect
 async def watch_assigned_orders(sender: object, assigned: object, **kwargs: object) -> None:
     """A new assignment: the reminders start again from the table once its partitions are recovered."""
-    unseen_schedule.handed_partitions(time.time())
+    announcer.handed_partitions(time.time())
 
 
 @app.timer(interval=TICK_SECONDS)
-async def announce_unseen_orders() -> None:
-    """Send each order whose OrderUnseen step is due to its partition, to be recorded and announced once.
-
-    Only while this worker may serve its restaurants (recovered, in the group, its store taking writes): the
-    records read here must be the true ones. A tick with nothing due reads nothing.
-    """
-    if not_ready_reason() is not None:
-        return
-    now = time.time()
-    if unseen_schedule.needs_rebuild:
-        unseen_schedule.needs_rebuild = False
-        for order in pending_orders.pending_orders(owned=owns_partition):
-            remind_of_next_unseen_step(order, now)
-    for restaurant_id, order_id in unseen_schedule.pop_due(now):
-        if not owns_partition(restaurant_id):
-            continue
-        order = pending_orders.order(restaurant_id, order_id)
-        due = next_unseen_step(order, now) if isinstance(order, PendingOrder) else None
-        if due is None:  # resolved, seen, or past its last step
-            continue
-        if due.reason is None:  # not yet: a later step, or tablets may still come back after a handover
-            unseen_schedule.remind(restaurant_id, order_id, due.at)
-            continue
-        try:
-            await agents.submit_unseen_due(restaurant_id, order_id, due.step, due.reason)
-        except Exception:  # the broker is unreachable: the order stays due
-            log.warning("could not send the due OrderUnseen step of %s/%s; retrying", restaurant_id, order_id)
-            unseen_schedule.remind(restaurant_id, order_id, now + UNSEEN_RETRY_SECONDS)
-    metrics.UNSEEN_WATCHED.set(len(unseen_schedule))
+async def announce_orders() -> None:
+    """Publish the OrderSeen / OrderUnseen that are due. A tick with nothing due reads nothing."""
+    try:
+        await announcer.tick(time.time())
+    except Exception:  # a timer that raises crashes the worker: announcements are never worth that
+        log.exception("the announcer failed a round; its reminders stay and are tried again")

@@ -19,16 +19,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from yarl import URL
 
 from .durations import parse_duration
-
-#: Thresholds PARTNER_STREAM_UNSEEN_AFTER may list (step 0, on arrival, is the eighth step).
-MAX_UNSEEN_THRESHOLDS = 7
+from .events import MAX_UNSEEN_STEP
 
 
 def parse_unseen_after(text: str) -> tuple[float, ...]:
     """``"60s,5m"`` -> (60.0, 300.0): at least one duration of 1 s or more, strictly ascending."""
     thresholds = tuple(parse_duration(part) for part in text.split(","))
-    if len(thresholds) > MAX_UNSEEN_THRESHOLDS:
-        raise ValueError(f"at most {MAX_UNSEEN_THRESHOLDS} steps, not {len(thresholds)}")
+    if len(thresholds) > MAX_UNSEEN_STEP:
+        raise ValueError(f"at most {MAX_UNSEEN_STEP} steps, not {len(thresholds)}")
     if thresholds[0] < 1.0:
         raise ValueError("the first step must be at least 1s")
     if any(later <= earlier for earlier, later in itertools.pairwise(thresholds)):

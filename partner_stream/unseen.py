@@ -1,23 +1,20 @@
 """When each pending order of this worker's restaurants is due for its next OrderUnseen step.
 
-Only the owner of a restaurant's partition evaluates its orders. It keeps one timer entry per pending,
-unacknowledged order (a heap ordered by due time), so a tick with nothing due costs one comparison, however
-many restaurants the worker holds. Entries come from three places:
+Only the owner of a restaurant's partition evaluates its orders. It keeps one reminder per order it owes an
+announcement (a heap ordered by due time), so a tick with nothing due costs one comparison, however many
+restaurants the worker holds. :mod:`partner_stream.announcer` feeds and reads it:
 
-- an order is added (the agent's listener): due at once when no tablet of the restaurant is connected
-  (step 0, ``no-tablet-connected``), else at its first threshold;
-- a step was announced: the next step's threshold;
-- the worker is handed partitions: every pending order of its active partitions, read from the table once
-  the partitions are recovered (what the previous owner announced is in the records: see below).
+- an order is added: due at once when no tablet of the restaurant is connected (step 0,
+  ``no-tablet-connected``), else at its first threshold;
+- a step was recorded: the next step's threshold;
+- the worker is handed partitions: every pending order of its active partitions, read from the table once the
+  partitions are recovered (what the previous owner announced is in the records).
 
-An entry is a reminder, not a decision: when it comes due, :func:`next_step` looks at the order's record as
-it is *now* (resolved? acknowledged? which step was announced?) and at the tablets connected now. A due step
-becomes an ``OrderUnseenDue`` event on the restaurant's partition; applying it records the step in the order's
-record through the changelog and publishes the announcement (partner_stream/agents.py), so a duplicate
-reminder, a second owner or a replay after failover finds the step recorded and announces nothing.
+A reminder is not a decision: when it comes due, :meth:`UnseenSchedule.next_step` looks at the order's record
+as it is *now* (which step was recorded?) and at the tablets connected now.
 
-After a handover, tablets take a few seconds to reconnect; an order arriving meanwhile is not announced as
-``no-tablet-connected`` before ``arrival_grace`` has passed and the tablets were counted again.
+After a handover, tablets take a few seconds to reconnect: for ``arrival_grace`` nothing is due, so neither
+``no-tablet-connected`` nor a tablet count is reported before they could come back.
 """
 
 from __future__ import annotations
@@ -85,23 +82,26 @@ class UnseenSchedule:
 
         - A threshold step already passed wins, and only the latest one: after an outage the order is
           announced once, at the step it reached, not once per step it missed.
-        - Step 0 only while nothing was announced, and only with no tablet connected; during the grace after a
-          handover it is put off, not given up.
+        - Step 0 only while nothing was announced, and only with no tablet connected.
         - Otherwise the next threshold, in the future.
+        - During the grace after a handover nothing is due yet: whether tablets are connected is not known
+          before they had the time to reconnect, and the reason depends on it.
         """
         created = created_at.timestamp()
         first = 1 if announced is None else announced + 1
         steps = range(first, len(self.thresholds) + 1)
         passed = [step for step in steps if created + self.threshold_of(step) <= now]
         if passed:
-            return DueStep(at=now, step=passed[-1], reason=_reason(tablets))
-        if announced is None and tablets == 0:
-            if now < self._quiet_until:
-                return DueStep(at=self._quiet_until, step=0)
-            return DueStep(at=now, step=0, reason=UnseenReason.NO_TABLET_CONNECTED)
-        if first <= len(self.thresholds):
+            step = passed[-1]
+        elif announced is None and tablets == 0:
+            step = 0
+        elif first <= len(self.thresholds):
             return DueStep(at=created + self.threshold_of(first), step=first)
-        return None
+        else:
+            return None
+        if now < self._quiet_until:
+            return DueStep(at=self._quiet_until, step=step)
+        return DueStep(at=now, step=step, reason=_reason(tablets))
 
 
 def threshold_of(thresholds: Sequence[float], step: int) -> float:

@@ -67,13 +67,14 @@ class PendingOrder(StoredModel):
     seq: int
     #: First time any tablet of the restaurant reported showing it (None: nobody has seen it yet).
     acknowledged_at: StoredTime | None = None
-    #: The last OrderUnseen step announced for it (None: none), so no owner announces a step twice.
-    #: Bookkeeping of this service: tablets are not shown it (:data:`INTERNAL_FIELDS`).
+    #: What the platform was told (partner_stream/announcer.py), so that no owner tells it twice: the last
+    #: OrderUnseen step published (None: none), and whether OrderSeen was. Not shown to tablets.
     unseen_step: int | None = None
+    seen_announced: bool = False
 
 
-#: Fields of a stored order that clients are not sent.
-INTERNAL_FIELDS = frozenset({"unseen_step"})
+#: Fields of a stored order that tablets are not sent.
+INTERNAL_FIELDS = frozenset({"unseen_step", "seen_announced"})
 
 
 class Resolution(StrEnum):

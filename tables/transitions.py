@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from partner_stream.announcements import UnseenReason
 from partner_stream.events import (
     AnyOrderEvent,
     OrderAccepted,
     OrderAcknowledged,
+    OrderAnnounced,
     OrderCreated,
     OrderRejected,
-    OrderUnseenDue,
 )
 
 from .keys import head_key, order_key, ring_key
@@ -69,26 +68,6 @@ class OrderSeen:
 Change = OrderAdded | OrderResolved | OrderSeen
 
 
-@dataclass(frozen=True, slots=True)
-class SeenAnnouncement:
-    """Tell the platform the order was seen (its first acknowledgement): OrderSeen on Kafka."""
-
-    order: PendingOrder
-    seen_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class UnseenAnnouncement:
-    """Tell the platform the order reached no tablet at this step: OrderUnseen on Kafka."""
-
-    order: PendingOrder
-    step: int
-    reason: UnseenReason
-
-
-Announcement = SeenAnnouncement | UnseenAnnouncement
-
-
 class Records(Protocol):
     """Read access to one restaurant's records, as they are before the event."""
 
@@ -101,13 +80,11 @@ class Records(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What applying one event does: writes (in order, the head last), deletes, the change tablets see, and
-    what the rest of the platform is told (recorded by the same writes, so it is told once)."""
+    """What applying one event does: writes (in order, the head last), deletes, and the visible change."""
 
     writes: tuple[tuple[str, Record], ...] = ()
     deletes: tuple[str, ...] = ()
     change: Change | None = None
-    announcement: Announcement | None = None
 
     @property
     def is_noop(self) -> bool:
@@ -131,12 +108,7 @@ def apply_event(records: Records, event: AnyOrderEvent, *, resolved_memory: int)
         migration, head = migrate_legacy(head, resolved_memory)
         outcome = apply_event(_Overlay(records, dict(migration)), event, resolved_memory=resolved_memory)
         kept = tuple((key, record) for key, record in migration if key not in outcome.deletes)
-        return Outcome(
-            writes=(*kept, *outcome.writes),
-            deletes=outcome.deletes,
-            change=outcome.change,
-            announcement=outcome.announcement,
-        )
+        return Outcome(writes=(*kept, *outcome.writes), deletes=outcome.deletes, change=outcome.change)
     match event:
         case OrderCreated():
             return _create(records, head, event)
@@ -146,8 +118,8 @@ def apply_event(records: Records, event: AnyOrderEvent, *, resolved_memory: int)
             return _resolve(records, head, event, Resolution.REJECTED, resolved_memory)
         case OrderAcknowledged():
             return _acknowledge(records, head, event)
-        case OrderUnseenDue():
-            return _announce_unseen(records, head, event)
+        case OrderAnnounced():
+            return _record_announcement(records, head, event)
     raise TypeError(f"not an order event: {event!r}")
 
 
@@ -221,25 +193,30 @@ def _acknowledge(records: Records, head: RestaurantHead, event: OrderAcknowledge
             (head_key(event.restaurant_id), head.model_copy(update={"seq": seq})),
         ),
         change=OrderSeen(order=seen, seq=seq),
-        announcement=SeenAnnouncement(order=seen, seen_at=event.acknowledged_at),
     )
 
 
-def _announce_unseen(records: Records, head: RestaurantHead, event: OrderUnseenDue) -> Outcome:
-    """Record that the order was announced unseen at ``event.step`` (no step twice, none after it was seen).
+def _record_announcement(records: Records, head: RestaurantHead, event: OrderAnnounced) -> Outcome:
+    """Record that the owner told the platform about the order (OrderSeen, or OrderUnseen at a step).
 
-    Tablets see nothing of it (no ``seq`` bump); the head is written again unchanged so the order's record
-    carries the restaurant's current stamp (tables/stamps.py), or a replay would take it for a stale write.
+    Nothing to record once the order is resolved, or if as much was recorded already. Tablets see nothing of
+    it (no ``seq`` bump); the head is written again unchanged so the order's record carries the restaurant's
+    current stamp (tables/stamps.py), or a replay would take it for a stale write.
     """
     order = records.order(event.restaurant_id, event.order_id)
-    if not isinstance(order, PendingOrder) or order.acknowledged_at is not None:
+    if not isinstance(order, PendingOrder):
         return Outcome()
-    if order.unseen_step is not None and order.unseen_step >= event.step:
-        return Outcome()
-    announced = order.model_copy(update={"unseen_step": event.step})
+    if event.announcement == "OrderSeen":
+        if order.seen_announced:
+            return Outcome()
+        recorded = order.model_copy(update={"seen_announced": True})
+    else:
+        step = event.step or 0
+        if order.unseen_step is not None and order.unseen_step >= step:
+            return Outcome()
+        recorded = order.model_copy(update={"unseen_step": step})
     return Outcome(
-        writes=((order_key(event.restaurant_id, event.order_id), announced), (head_key(event.restaurant_id), head)),
-        announcement=UnseenAnnouncement(order=announced, step=event.step, reason=event.reason),
+        writes=((order_key(event.restaurant_id, event.order_id), recorded), (head_key(event.restaurant_id), head))
     )
 
 

@@ -8,6 +8,8 @@ threshold, an earlier order due before it would have been announced already.
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -24,9 +26,11 @@ from tests.integration.test_hub import node_modules, signalr_config  # noqa: F40
 from tests.integration.test_stream_core import created, publish
 from tests.support.polling import eventually
 from tests.support.signalr_node import NodeSignalRClient
+from tests.support.tablets import PlainTablet
 from tests.support.workers import Worker
 
-THRESHOLD = 4.0
+#: Long enough that a loaded 2-core machine acknowledges (or announces step 0) well before it.
+THRESHOLD = 6.0
 ENV = {"PARTNER_STREAM_UNSEEN_AFTER": f"{THRESHOLD:g}s", "PARTNER_STREAM_UNSEEN_ARRIVAL_GRACE": "1"}
 
 
@@ -127,8 +131,12 @@ async def test_a_tablet_that_acknowledges_makes_one_order_seen_and_no_order_unse
         assert seen["RestaurantId"] == restaurant and seen["ConnectedTablets"] == 1 and seen["SeenAt"]
         assert seen["AnnouncementId"] == f"{order}:seen"
 
-        barrier = await new_order(producer, entry, restaurant)  # never acknowledged: announced at its threshold
-        await announcements.wait_for(barrier, "OrderUnseen")
+        seen_barrier = await new_order(producer, entry, restaurant)  # acknowledged after the repeat was applied
+        await client.wait_for(lambda e: e["event"] == "NewOrder" and e["args"][0]["orderId"] == seen_barrier)
+        await client.invoke("Acknowledge", seen_barrier)
+        await announcements.wait_for(seen_barrier, "OrderSeen")
+        unseen_barrier = await new_order(producer, entry, restaurant)  # never acknowledged: announced at its threshold
+        await announcements.wait_for(unseen_barrier, "OrderUnseen")
         assert announcements.of(order) == [seen], "one OrderSeen, and no OrderUnseen for the order that was seen"
     finally:
         await client.close()
@@ -181,10 +189,36 @@ async def test_a_tablet_that_never_acknowledges_gets_order_unseen_once_and_resol
         await client.close()
 
 
+async def test_a_tablet_relayed_through_another_worker_counts_as_connected(
+    pair: Cluster, producer: AIOKafkaProducer, announcements: Announcements
+) -> None:
+    """Every tablet of a restaurant ends on its owner's hub, so the owner's count is the cluster's."""
+    first, second = pair.workers
+    restaurant = restaurant_id()
+    owner = (await pair.owner_of(restaurant)).rstrip("/")
+    elsewhere = second if owner == first.base_url else first
+    tablet_elsewhere = await PlainTablet.connect(elsewhere, restaurant)
+    try:
+        await tablet_elsewhere.wait_for("PendingOrders")
+        order = await new_order(producer, elsewhere, restaurant)
+        await tablet_elsewhere.wait_for(lambda m: m.get("type") == "NewOrder" and m["data"]["orderId"] == order)
+        await tablet_elsewhere.send({"type": "ack", "orderId": order})
+        seen = await announcements.wait_for(order, "OrderSeen")
+        assert seen["ConnectedTablets"] == 1
+
+        barrier = await new_order(producer, elsewhere, restaurant)
+        await announcements.wait_for(barrier, "OrderUnseen")
+        assert announcements.of(order, "OrderUnseen") == [], "no no-tablet-connected for a relayed tablet's order"
+        assert announcements.of(barrier, "OrderUnseen")[0]["Reason"] == "not-acknowledged"
+    finally:
+        await tablet_elsewhere.close()
+
+
 async def test_after_the_owner_is_killed_each_due_order_is_announced_exactly_once(
     pair: Cluster, producer: AIOKafkaProducer, announcements: Announcements
 ) -> None:
-    """SIGKILL the owner after it announced some orders and while others are due: none twice, none skipped."""
+    """The owner announced some orders, then froze while others came due, then was killed: after the failover
+    the survivor announces each due order once and repeats none of the recorded ones."""
     survivor, victim = pair.workers
     restaurants: list[str] = []
     while len(restaurants) < 3:
@@ -193,25 +227,40 @@ async def test_after_the_owner_is_killed_each_due_order_is_announced_exactly_onc
             restaurants.append(candidate)
     clients = [await tablet(victim, r) for r in restaurants]
     try:
-        first = [await new_order(producer, victim, r) for r in restaurants for _ in range(2)]
-        for order in first:
+        announced = [await new_order(producer, victim, r) for r in restaurants for _ in range(2)]
+        for order in announced:
             await announcements.wait_for(order, "OrderUnseen")
-        # Recorded too (the operator view shows the step), so the kill lands after the record, not in between.
         await eventually(
             lambda: victim.get_json("/api/worker/unseen?older_than=0s"),
-            lambda answer: sum(o.get("unseenStep") == 1 for o in answer[1]["orders"] if o["orderId"] in first) == 6,
+            lambda answer: (
+                sum(o.get("unseenStep") == 1 for o in answer[1]["orders"] if o["orderId"] in announced)
+                == len(announced)
+            ),
             what="the first orders' announcements recorded",
         )
-        second = [await new_order(producer, victim, r) for r in restaurants for _ in range(2)]
+        due = [await new_order(producer, victim, r) for r in restaurants for _ in range(2)]
+        published_at = time.time()
+        await eventually(
+            lambda: victim.get_json("/api/worker/unseen?older_than=0s"),
+            lambda answer: {o["orderId"] for o in answer[1]["orders"]} >= set(due),
+            what="the second orders applied on the owner",
+        )
+        assert victim.process is not None
+        victim.process.send_signal(signal.SIGSTOP)  # frozen before they come due: nobody announced them
+        assert not any(announcements.of(order) for order in due), "announced before the freeze; threshold too short"
+        await eventually(
+            lambda: asyncio.sleep(0.1, time.time()), lambda now: now > published_at + THRESHOLD + 1, timeout=60
+        )
         await victim.kill()
 
-        for order in second:
-            await announcements.wait_for(order, "OrderUnseen")
-        barrier = await new_order(producer, survivor, restaurants[0])
-        await announcements.wait_for(barrier, "OrderUnseen")
-        ids = [r["AnnouncementId"] for order in first + second for r in announcements.of(order, "OrderUnseen")]
-        assert len(ids) == len(set(ids)), f"announced twice: {sorted(ids)}"
-        assert all(len(announcements.of(order)) == 1 for order in first), "the new owner repeated an announcement"
+        for order in due:
+            unseen = await announcements.wait_for(order, "OrderUnseen")
+            assert unseen["Step"] == 1 and unseen["PendingForSeconds"] >= THRESHOLD
+        for restaurant in restaurants:
+            barrier = await new_order(producer, survivor, restaurant)
+            await announcements.wait_for(barrier, "OrderUnseen")
+        for order in announced + due:
+            assert len(announcements.of(order)) == 1, f"{order}: {announcements.of(order)}"
     finally:
         for client in clients:
             await client.close()
