@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     unseen_arrival_grace: float = Field(
         10.0,
         ge=0,
+        le=600,
         description="After this worker is handed partitions, wait this many seconds for tablets to reconnect before "
         "announcing an order's arrival with no tablet connected.",
     )

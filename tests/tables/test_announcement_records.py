@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from partner_stream.events import OrderAcknowledged, OrderAnnounced
+import orjson
+import pytest
+
+from partner_stream.events import MAX_UNSEEN_STEP, InvalidEvent, OrderAcknowledged, OrderAnnounced, decode_internal
 from partner_stream_tables.queries import change_payload, order_payload, snapshot_payload
 from partner_stream_tables.stamps import stamp_of
 from partner_stream_tables.transitions import apply_event
@@ -67,3 +70,19 @@ def test_tablets_never_see_the_bookkeeping() -> None:
     assert not internal & set(snapshot_payload(table.state_of("42"))["orders"][0])
     added = apply_event(run([]), created("c"), resolved_memory=MEMORY).change
     assert not internal & set(change_payload(added))
+
+
+@pytest.mark.parametrize(
+    "envelope",
+    [
+        {"announcement": "OrderUnseen", "step": MAX_UNSEEN_STEP + 1},
+        {"announcement": "OrderUnseen", "step": -1},
+        {"announcement": "OrderUnseen", "step": "1"},
+        {"announcement": "OrderCancelled"},
+        {"announcement": None},
+    ],
+)
+def test_a_forged_or_broken_record_event_is_refused(envelope: dict[str, object]) -> None:
+    raw = orjson.dumps({"kind": "OrderAnnounced", "event": {"OrderId": "a", "RestaurantId": "42", **envelope}})
+    with pytest.raises(InvalidEvent):
+        decode_internal(raw)
