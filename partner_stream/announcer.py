@@ -43,6 +43,11 @@ PUBLISH_TIMEOUT = 10.0
 RETRY_AFTER = 5.0
 #: Records read between two yields to the event loop while the reminders are rebuilt after a handover.
 REBUILD_SLICE = 2000
+#: While the stream has more records than this left to read (catching up after an outage), announcements
+#: wait: every one costs the stream a record to apply, and the kitchens' orders come first.
+CATCH_UP_BACKLOG = 1000
+#: Announcements published per tick at most (a burst after a catch-up is spread over ticks).
+MAX_PER_TICK = 500
 
 Key = tuple[str, str]  # (restaurant ID, order ID)
 
@@ -55,6 +60,8 @@ class Ports:
     pending_orders: Callable[[], Iterable[PendingOrder]]
     owns: Callable[[str], bool]
     ready: Callable[[], bool]
+    #: Records this worker's stream partitions have left to read.
+    backlog: Callable[[], int]
     count_tablets: Callable[[str], int]
     #: Send an announcement; the awaitable it returns completes once the broker has it.
     publish: Callable[[OrderSeenAnnouncement | OrderUnseen], Awaitable[Awaitable[Any]]]
@@ -101,14 +108,15 @@ class Announcer:
     # -- the timer ------------------------------------------------------------------------------------
 
     async def tick(self, now: float) -> None:
-        """Publish what is due (only while this worker may serve its restaurants: the records must be true)."""
-        if not self.ports.ready():
+        """Publish what is due (only while this worker may serve its restaurants: the records must be true, and
+        not while it catches up: the orders themselves come first)."""
+        if not self.ports.ready() or self.ports.backlog() > CATCH_UP_BACKLOG:
             return
         if self.schedule.needs_rebuild:
             await self._rebuild(now)
             if not self.ports.ready():
                 return
-        due = [d for key in self.schedule.pop_due(now) if (d := self._decide(key, now)) is not None]
+        due = [d for key in self.schedule.pop_due(now, MAX_PER_TICK) if (d := self._decide(key, now)) is not None]
         metrics.UNSEEN_WATCHED.set(len(self.schedule))
         if due:
             await self._publish(due, now)

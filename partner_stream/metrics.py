@@ -92,23 +92,28 @@ class ConsumerLagCollector:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = self._family()
-        consumer = self.app.consumer
-        offsets = read_offsets(consumer)
-        try:
-            assignment = sorted(consumer.assignment())
-        except ConsumerNotStarted:
-            assignment = []
-        changelogs = self.app.tables.changelog_topics
-        for tp in assignment:
-            if tp.topic in changelogs:
-                continue
-            try:
-                highwater = consumer.highwater(tp)
-            except (KeyError, AssertionError, ConsumerNotStarted):
-                continue
-            if highwater is None:
-                continue
-            read = offsets.get(tp)
-            lag = highwater - (read + 1 if read is not None else 0)
-            family.add_metric([tp.topic, str(tp.partition)], max(0, lag))
+        for tp, lag in stream_lags(self.app):
+            family.add_metric([tp.topic, str(tp.partition)], lag)
         yield family
+
+
+def stream_lags(app: Any) -> Iterator[tuple[Any, int]]:
+    """Records not yet read of each assigned stream partition (changelogs left out), where the highwater is known."""
+    consumer = app.consumer
+    offsets = read_offsets(consumer)
+    try:
+        assignment = sorted(consumer.assignment())
+    except ConsumerNotStarted:
+        return
+    changelogs = app.tables.changelog_topics
+    for tp in assignment:
+        if tp.topic in changelogs:
+            continue
+        try:
+            highwater = consumer.highwater(tp)
+        except (KeyError, AssertionError, ConsumerNotStarted):
+            continue
+        if highwater is None:
+            continue
+        read = offsets.get(tp)
+        yield tp, max(0, highwater - (read + 1 if read is not None else 0))

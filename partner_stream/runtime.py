@@ -25,7 +25,7 @@ from typing import Any
 
 from faust.exceptions import ConsumerNotStarted
 
-from . import agents, event_loop, routing
+from . import agents, event_loop, metrics, routing
 from .announcements import OrderSeen, OrderUnseen
 from .announcer import Announcer, Ports
 from .app import app, order_seen_topic, order_unseen_topic, pending_orders, settings
@@ -120,6 +120,7 @@ announcer = Announcer(
         pending_orders=lambda: pending_orders.pending_orders(owned=owns_partition),
         owns=owns_partition,
         ready=lambda: not_ready_reason() is None,
+        backlog=lambda: sum(lag for _, lag in metrics.stream_lags(app)),
         count_tablets=lambda restaurant_id: agents.count_tablets(restaurant_id),  # set by the composition root
         publish=publish_announcement,
         record=agents.record_announcement,

@@ -67,10 +67,10 @@ class UnseenSchedule:
     def remind(self, restaurant_id: str, order_id: str, at: float) -> None:
         heapq.heappush(self._heap, (at, restaurant_id, order_id))
 
-    def pop_due(self, now: float) -> list[tuple[str, str]]:
-        """The (restaurant, order) reminders due by ``now``, removed from the heap."""
+    def pop_due(self, now: float, limit: int | None = None) -> list[tuple[str, str]]:
+        """The (restaurant, order) reminders due by ``now`` (the ``limit`` earliest), removed from the heap."""
         due: list[tuple[str, str]] = []
-        while self._heap and self._heap[0][0] <= now:
+        while self._heap and self._heap[0][0] <= now and (limit is None or len(due) < limit):
             _, restaurant_id, order_id = heapq.heappop(self._heap)
             due.append((restaurant_id, order_id))
         return due

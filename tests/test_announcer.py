@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from partner_stream.announcements import OrderSeen, OrderUnseen
-from partner_stream.announcer import RETRY_AFTER, Announcer, Ports
+from partner_stream.announcer import CATCH_UP_BACKLOG, MAX_PER_TICK, RETRY_AFTER, Announcer, Ports
 from partner_stream.events import AnyOrderEvent, OrderAccepted, OrderAcknowledged, OrderAnnounced, OrderCreated
 from partner_stream.unseen import UnseenSchedule
 from partner_stream_tables.memory import MemoryTable
@@ -29,6 +29,7 @@ class Stage:
         self.published: list[OrderSeen | OrderUnseen] = []
         self.records: list[OrderAnnounced] = []
         self.broker_down = False
+        self.backlog = 0
         self.thresholds = thresholds
         self.announcer = self.new_owner()
 
@@ -41,6 +42,7 @@ class Stage:
                 pending_orders=lambda: self._pending(),
                 owns=lambda restaurant_id: True,
                 ready=lambda: True,
+                backlog=lambda: self.backlog,
                 count_tablets=lambda restaurant_id: self.tablets,
                 publish=self._publish,
                 record=self._record,
@@ -162,3 +164,17 @@ async def test_after_a_handover_nothing_is_decided_before_tablets_could_reconnec
     await stage.announcer.tick(T + (10 if grace_over else 5))
     expected = [("a", 1, "not-acknowledged")] if grace_over else []
     assert [(a.order_id, a.step, a.reason.value) for a in stage.published] == expected
+
+
+async def test_while_the_stream_catches_up_announcements_wait_then_come_in_bounded_rounds() -> None:
+    stage = Stage(tablets=0)
+    for n in range(MAX_PER_TICK + 10):
+        stage.apply(created(f"o{n}"), T)
+    stage.backlog = CATCH_UP_BACKLOG + 1
+    await stage.announcer.tick(T + 1)
+    assert stage.published == []
+    stage.backlog = 0
+    await stage.announcer.tick(T + 2)
+    assert len(stage.published) == MAX_PER_TICK
+    await stage.announcer.tick(T + 3)
+    assert len(stage.published) == MAX_PER_TICK + 10

@@ -1,0 +1,67 @@
+"""The framework's own floor for the drain scenario: a bare Faust agent that writes one table key per event.
+
+The same Faust, store (RocksDB via rocksdict) and embedded-broker settings as a partner-stream worker
+(``producer_max_batch_size=1``, the short session timeout), the same three upstream topics; nothing else. It
+answers ``GET /count`` with the events it consumed, so the bench measures it exactly as it measures a worker.
+
+    faust -A bench.bare_faust worker -l info      (the bench starts it: bench/drain.py)
+"""
+
+from __future__ import annotations
+
+import os
+
+import faust
+from aiohttp.web import Request, Response
+
+#: partner_stream.app.embedded_broker_overrides(), copied: importing that module would build the worker's app here.
+EMBEDDED_BROKER_OVERRIDES = {
+    "producer_max_batch_size": 1,
+    "broker_session_timeout": 6.0,
+    "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 10.0,
+}
+app = faust.App(
+    os.environ.get("BARE_APP_ID", "bench-bare"),
+    broker=os.environ["BARE_BROKER_URL"],
+    store="rocksdb://",
+    datadir=os.environ["BARE_DATADIR"],
+    topic_partitions=8,
+    web_port=int(os.environ["BARE_WEB_PORT"]),
+    web_bind="127.0.0.1",
+    web_host="127.0.0.1",
+    consumer_auto_offset_reset="earliest",
+    autodiscover=False,
+    **EMBEDDED_BROKER_OVERRIDES,
+)
+upstream = app.topic(
+    *os.environ.get("BARE_TOPICS", "order-created,order-accepted,order-rejected").split(","),
+    key_serializer="raw",
+    value_serializer="raw",
+)
+
+
+class RawTable(faust.Table):
+    """Raw bytes in and out, as partner-stream's table (its changelog topic is built from these)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.key_serializer = "raw"
+        self.value_serializer = "raw"
+
+
+last_value = app.tables.add(RawTable(app, name="last-value", partitions=8, beacon=app.tables.beacon))
+consumed = 0
+
+
+@app.agent(upstream)
+async def write_one_key_per_event(stream: faust.StreamT) -> None:
+    global consumed
+    async for event in stream.events():
+        last_value[event.key] = event.value
+        consumed += 1
+
+
+@app.page("/count")
+async def count(web: faust.web.Web, request: Request) -> Response:
+    return web.json({"consumed": consumed})
