@@ -611,6 +611,8 @@ python -m bench report                   # rebuild this page and the plots from 
 python -m bench run throughput --upstream-key order   # upstream keyed by order ID: every event re-keyed
 python -m bench run throughput --event-loop asyncio   # both servers on asyncio's loop instead of uvloop
 python -m bench run --help               # every size option
+python -m bench.drain                    # catch-up after an outage: CPU per event against a bare Faust agent
+python -m bench.drain --profile --logs /tmp/drain   # the same, with py-spy stacks of both servers
 ```
 
 Scenarios: `throughput`, `latency`, `memory`, `storm`, `idle`, `failover`, `table`. The suite is not part of

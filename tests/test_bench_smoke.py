@@ -65,3 +65,15 @@ def test_bench_runs_with_tiny_sizes(tmp_path: Path) -> None:
     assert "## 1. End-to-end latency" in report
     assert "## 4. Reconnect storm" in report
     assert "partner-stream" in report and "floor" in report
+
+
+@pytest.mark.timeout(180)
+def test_drain_bench_runs_with_a_tiny_backlog(tmp_path: Path) -> None:
+    out = tmp_path / "drain.json"
+    command = [sys.executable, "-m", "bench.drain", "--events", "300", "--reps", "1", "--out", str(out)]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=170, check=False)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    run = json.loads(out.read_text())["runs"][0]
+    for server in ("bare_faust", "partner_stream"):
+        assert run[server]["events"] == 300 and run[server]["cpu_us_per_event"] > 0
+    assert run["cpu_ratio_to_floor"] > 0
