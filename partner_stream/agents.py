@@ -178,15 +178,19 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
     generation = event.message.generation_id or 0
     partition = event.message.partition
-    outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
-    metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
-    if outcome.is_noop:
-        tell_outcome_listeners(order_event, outcome)
-        return
-    try:
-        pending_orders.write(outcome, generation, partition)
-    except StorageWriteFailed as exc:
-        outcome = await write_when_the_store_recovers(order_event, generation, partition, exc)
+    refused: StorageWriteFailed | None = None
+    with pending_orders.applying(partition):
+        outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
+        metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
+        if outcome.is_noop:
+            tell_outcome_listeners(order_event, outcome)
+            return
+        try:
+            pending_orders.write(outcome, generation, partition)
+        except StorageWriteFailed as exc:
+            refused = exc
+    if refused is not None:
+        outcome = await write_when_the_store_recovers(order_event, generation, partition, refused)
     if outcome.change is not None:
         for listener in change_listeners:
             try:
@@ -231,8 +235,9 @@ async def write_when_the_store_recovers(
             attempts += 1
             try:
                 pending_orders.reopen(partition)
-                outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
-                pending_orders.write(outcome, generation, partition)
+                with pending_orders.applying(partition):
+                    outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
+                    pending_orders.write(outcome, generation, partition)
             except StorageWriteFailed:
                 delay = min(delay * 2, STORE_RETRY_LAST)
                 continue

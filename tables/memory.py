@@ -38,6 +38,11 @@ class MemoryTable(RecordReader):
         for key, record in outcome.writes:
             self.data[key.encode()] = stamped(encode_record(record), stamp)
 
+    @contextlib.contextmanager
+    def applying(self, partition: int) -> Iterator[None]:
+        """A dict has no partitions to read from: every read is direct already."""
+        yield
+
     def reopen(self, partition: int) -> None:
         """Nothing to reopen in a dict."""
 

@@ -7,6 +7,7 @@ Faust moves plain bytes (one encode per write, shared by RocksDB and the changel
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,9 @@ from .transitions import Outcome
 #: event contract's limits keep real records far below it; this guards the rest before anything is written.
 MAX_RECORD_BYTES = 512 * 1024
 
+
+#: Seconds between two writes of a partition's persisted changelog offset (Faust writes one per record sent).
+PERSIST_OFFSETS_EVERY = 1.0
 
 #: Only a ResolvedOrder has this field: inside a JSON string a quote is escaped, so no text can forge it.
 _RESOLUTION_FIELD = b'"resolution":'
@@ -75,14 +79,38 @@ class PendingOrdersTable(RecordReader, faust.Table):
         self.value_serializer = "raw"
         #: Why the store refuses writes (set by a failed write, cleared once a retry succeeds), else None.
         self.storage_failure: str | None = None
+        #: The partition of the event being applied (:meth:`applying`): its reads go straight to its database.
+        self._applying: int | None = None
+        #: What was read while applying it, so the write takes the head's stamp without reading it again.
+        self._read: dict[str, bytes | None] = {}
+        #: Changelog offsets sent but not yet persisted, by partition (:meth:`_on_changelog_sent`).
+        self._unpersisted: dict[Any, int] = {}
+        self._persisted_at = 0.0
 
     # -- reads (tables.reader.RecordReader) ---------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def applying(self, partition: int) -> Iterator[None]:
+        """Read the records of an event on ``partition`` straight from that partition's database.
+
+        Faust's store finds the partition of a read through the current event and a key index, then raises and
+        catches a KeyError for every key that is not there: several times the cost of the lookup itself. Use it
+        around one event-loop step only (no await inside), so no other event's reads can fall in it.
+        """
+        self._applying, self._read = partition, {}
+        try:
+            yield
+        finally:
+            self._applying, self._read = None, {}
+
     def raw(self, key: str) -> bytes | None:
-        """Read from the store itself: ``Table.get`` asks the store whether the key exists before reading it
-        (tables support defaults), two RocksDB lookups where one does. While an event is processed, the store
-        reads the event's partition only."""
-        return self.data.get(key)
+        """Read from the store itself (``Table.get`` asks whether the key exists first: two lookups where one does)."""
+        if self._applying is None:
+            return self.data.get(key)
+        if key not in self._read:
+            store: Any = self.data
+            self._read[key] = store._db_for_partition(self._applying).get(key.encode())
+        return self._read[key]
 
     def raw_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
         """A prefix seek in each partition's database (a restaurant's keys all live in one of them)."""
@@ -102,7 +130,7 @@ class PendingOrdersTable(RecordReader, faust.Table):
         that refuses the batch (a full disk) raises :class:`StorageWriteFailed` with nothing written anywhere,
         so a restart or a retry meets the event whole. Records are encoded and measured first.
         """
-        head_before = self.raw(outcome.head_key) if outcome.head_key is not None else None
+        head_before = self.raw(outcome.head_key) if outcome.head_key is not None else None  # read once per event
         stamp = next_stamp(generation, head_before, outcome.seq_after)
         encoded = [(key, stamped(encode_record(record), stamp)) for key, record in outcome.writes]
         for key, raw in encoded:
@@ -120,11 +148,37 @@ class PendingOrdersTable(RecordReader, faust.Table):
             self.storage_failure = str(exc)
             raise StorageWriteFailed(str(exc)) from exc
         self.storage_failure = None  # the store took a batch: a partition still broken fails its next write
+        self._read = {}  # what was read is stale now
         for key in outcome.deletes:
-            self.on_key_del(key)
+            self.send_changelog(partition, key, None, value_serializer="raw")
         for key, raw in encoded:
-            self.on_key_set(key, raw)
-            store._key_index[key.encode()] = partition  # Faust's lookup cache for reads outside an event
+            self.send_changelog(partition, key, raw)
+
+    def _on_changelog_sent(self, fut: Any) -> None:
+        """Persist a partition's changelog offset at most once a second, not after every record as Faust does.
+
+        The persisted offset only tells a restart where to resume reading the changelog; one a second behind
+        means a second more of records replayed (each kept only if its stamp is as new: tables/store.py). With
+        transactions, Faust persists on commit: left as it is.
+        """
+        if self.app.in_transaction:
+            super()._on_changelog_sent(fut)
+            return
+        sent = fut.result()
+        self._unpersisted[sent.topic_partition] = sent.offset
+        if time.monotonic() - self._persisted_at >= PERSIST_OFFSETS_EVERY:
+            self.persist_offsets()
+
+    def persist_offsets(self) -> None:
+        """Write the changelog offsets sent so far to the partitions' databases still held (and open)."""
+        self._persisted_at = time.monotonic()
+        unpersisted, self._unpersisted = self._unpersisted, {}
+        store: Any = self.data
+        held = getattr(store, "_dbs", {})
+        for tp, offset in unpersisted.items():
+            if isinstance(held.get(tp.partition), _ClosedPartition) or tp.partition not in held:
+                continue  # revoked meanwhile, or closed after a failed write: a restart replays a little more
+            store.set_persisted_offset(tp, offset)
 
     def reopen(self, partition: int) -> None:
         """Before retrying a refused write: reopen the partition's database (RocksDB stays in error otherwise).
@@ -186,6 +240,7 @@ class PendingOrdersTable(RecordReader, faust.Table):
         persisted offset may point past records the partition's new owner wrote meanwhile.
         """
         offset_key = self.data.offset_key
+        self._unpersisted.clear()
         forgotten = 0
         for db in self._databases():
             if not isinstance(db, _ClosedPartition):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import rocksdict
+from faust.types import TP
 
 from partner_stream_tables import keys
 from partner_stream_tables.memory import MemoryTable
@@ -79,8 +81,12 @@ def bare_table(db: Any) -> tuple[PendingOrdersTable, list[str]]:
     sent: list[str] = []
     table._data = PartitionStore(db)  # type: ignore[attr-defined]
     table.storage_failure = None
-    table.on_key_set = lambda key, value: sent.append(key)  # type: ignore[method-assign]
-    table.on_key_del = lambda key: sent.append(f"del {key}")  # type: ignore[method-assign]
+    table._applying, table._read = None, {}
+
+    def send_changelog(partition: int, key: str, value: bytes | None, **kwargs: Any) -> None:
+        sent.append(key if value is not None else f"del {key}")
+
+    table.send_changelog = send_changelog  # type: ignore[method-assign]
     return table, sent
 
 
@@ -114,6 +120,7 @@ def test_a_written_outcome_is_in_the_store_and_then_in_the_changelog(tmp_path: P
 def test_forgetting_persisted_offsets_makes_the_next_recovery_start_from_the_beginning(tmp_path: Path) -> None:
     """After a fence: Faust reads no persisted offset, so it replays each partition's whole changelog."""
     table = object.__new__(PendingOrdersTable)
+    table._unpersisted = {}
     store = PartitionStore(None)
     store.offset_key = b"__faust\0offset__"  # type: ignore[attr-defined]
     dbs = [rocksdict.Rdict(str(tmp_path / f"p{n}"), options=rocksdict.Options(raw_mode=True)) for n in range(2)]
@@ -124,3 +131,42 @@ def test_forgetting_persisted_offsets_makes_the_next_recovery_start_from_the_beg
     table._data = store  # type: ignore[attr-defined]
     assert table.forget_persisted_offsets() == 2
     assert all(db.get(b"__faust\0offset__") is None and db[b"42"] == b"a head" for db in dbs)
+
+
+def test_reads_while_applying_go_to_the_events_partition_and_are_not_stale_after_the_write(tmp_path: Path) -> None:
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, _ = bare_table(db)
+    with table.applying(0):
+        assert table.raw("42") is None
+        table.write(apply_event(table, created("a"), resolved_memory=MEMORY), 1, 0)
+        assert table.raw("42") == db[b"42"]  # read again after the write, not the remembered "missing"
+        table.write(apply_event(table, created("b"), resolved_memory=MEMORY), 1, 0)
+    assert decode_head(db[b"42"]).seq == 2 and table._applying is None
+
+
+class SentRecord:
+    def __init__(self, partition: int, offset: int) -> None:
+        self.topic_partition = TP("changelog", partition)
+        self.offset = offset
+
+    def result(self) -> SentRecord:
+        return self
+
+
+def test_persisted_changelog_offsets_are_written_at_most_once_a_second(tmp_path: Path) -> None:
+    table = object.__new__(PendingOrdersTable)
+    table.app = types.SimpleNamespace(in_transaction=False)  # type: ignore[misc]
+    store = PartitionStore(None)
+    store.offset_key = b"__faust\0offset__"  # type: ignore[attr-defined]
+    db = rocksdict.Rdict(str(tmp_path / "p0"), options=rocksdict.Options(raw_mode=True))
+    store._dbs = {0: db}  # type: ignore[attr-defined]
+    written: list[int] = []
+    store.set_persisted_offset = lambda tp, offset: written.append(offset)  # type: ignore[attr-defined]
+    table._data = store  # type: ignore[attr-defined]
+    table._unpersisted, table._persisted_at = {}, 0.0
+    for offset in range(100):
+        table._on_changelog_sent(SentRecord(0, offset))
+    assert written == [0]  # the first, then nothing within the second
+    table._on_changelog_sent(SentRecord(1, 7))  # a partition no longer held is never written
+    table.persist_offsets()
+    assert written == [0, 99]
