@@ -80,6 +80,12 @@ class Fence:
             FENCED.set(0)
         return self.fenced
 
+    def stuck(self, limit: float, now: float | None = None) -> bool:
+        """Fenced for longer than ``limit``: the worker has not managed to rejoin (seen once: for 30 s it neither
+        rejoined nor logged anything), and a restart is the way back."""
+        now = time.monotonic() if now is None else now
+        return self.fenced_since is not None and now - self.fenced_since > limit
+
     def reason(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now
         return f"cut off from Kafka: no heartbeat to the group coordinator for {self.silence(now):.0f} s"

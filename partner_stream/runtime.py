@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Awaitable
 from typing import Any
@@ -72,6 +73,27 @@ async def watch_heartbeats() -> None:
     record_heartbeats(getattr(consumer, "_coordinator", None), app.fence)
     app.fence.rebalancing(bool(app.rebalancing), float(app.conf.broker_rebalance_timeout))
     app.fence.check()
+    if app.fence.stuck(settings.fence_restart_after):
+        await restart_when_stuck_fenced()
+
+
+async def restart_when_stuck_fenced() -> None:
+    """Exit with code 1 after forgetting the persisted changelog offsets, so the restart replays the whole changelog.
+
+    A restarted process no longer knows it was fenced, and Faust would resume each partition from the offset it
+    persisted, which a cut-off worker's late flush can have moved past the new owner's records. The exit is
+    immediate, as after a SIGKILL (which the design survives): a graceful stop would wait a minute on the broker
+    it cannot reach (flush, commit, leave the group), and its tablets were closed when it fenced itself.
+    """
+    forgotten = pending_orders.forget_persisted_offsets()
+    message = (
+        f"FENCED FOR MORE THAN {settings.fence_restart_after:.0f} s: this worker has not rejoined its group. It forgot "
+        f"the persisted offsets of {forgotten} partition store(s) and exits with code 1; restart it (its supervisor "
+        "does) and it rebuilds its table from the changelog."
+    )
+    log.error(message)
+    logging.shutdown()
+    os._exit(1)
 
 
 @app.on_partitions_revoked.connect

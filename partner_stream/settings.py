@@ -108,6 +108,12 @@ class Settings(BaseSettings):
         description="Fence this worker (close its tablets, answer 503) once no heartbeat reached the group "
         "coordinator for this fraction of the session timeout.",
     )
+    fence_restart_after: float = Field(
+        120.0,
+        ge=5,
+        description="A worker fenced this long (it never rejoined the group) forgets its persisted changelog offsets "
+        "and exits with code 1, for its supervisor to restart it; the restart rebuilds its table from the changelog.",
+    )
     disk_low_free_mb: int = Field(
         512, ge=0, description="Warn (once per episode) when the data dir's filesystem has less free space (MiB)."
     )

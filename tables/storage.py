@@ -7,7 +7,6 @@ Faust moves plain bytes (one encode per write, shared by RocksDB and the changel
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,9 +31,6 @@ from .transitions import Outcome
 #: event contract's limits keep real records far below it; this guards the rest before anything is written.
 MAX_RECORD_BYTES = 512 * 1024
 
-
-#: Seconds between two writes of a partition's persisted changelog offset (Faust writes one per record sent).
-PERSIST_OFFSETS_EVERY = 1.0
 
 #: Only a ResolvedOrder has this field: inside a JSON string a quote is escaped, so no text can forge it.
 _RESOLUTION_FIELD = b'"resolution":'
@@ -83,9 +79,6 @@ class PendingOrdersTable(RecordReader, faust.Table):
         self._applying: int | None = None
         #: What was read while applying it, so the write takes the head's stamp without reading it again.
         self._read: dict[str, bytes | None] = {}
-        #: Changelog offsets sent but not yet persisted, by partition (:meth:`_on_changelog_sent`).
-        self._unpersisted: dict[Any, int] = {}
-        self._persisted_at = 0.0
 
     # -- reads (tables.reader.RecordReader) ---------------------------------------------------------------
 
@@ -154,32 +147,6 @@ class PendingOrdersTable(RecordReader, faust.Table):
         for key, raw in encoded:
             self.send_changelog(partition, key, raw)
 
-    def _on_changelog_sent(self, fut: Any) -> None:
-        """Persist a partition's changelog offset at most once a second, not after every record as Faust does.
-
-        The persisted offset only tells a restart where to resume reading the changelog; one a second behind
-        means a second more of records replayed (each kept only if its stamp is as new: tables/store.py). With
-        transactions, Faust persists on commit: left as it is.
-        """
-        if self.app.in_transaction:
-            super()._on_changelog_sent(fut)
-            return
-        sent = fut.result()
-        self._unpersisted[sent.topic_partition] = sent.offset
-        if time.monotonic() - self._persisted_at >= PERSIST_OFFSETS_EVERY:
-            self.persist_offsets()
-
-    def persist_offsets(self) -> None:
-        """Write the changelog offsets sent so far to the partitions' databases still held (and open)."""
-        self._persisted_at = time.monotonic()
-        unpersisted, self._unpersisted = self._unpersisted, {}
-        store: Any = self.data
-        held = getattr(store, "_dbs", {})
-        for tp, offset in unpersisted.items():
-            if isinstance(held.get(tp.partition), _ClosedPartition) or tp.partition not in held:
-                continue  # revoked meanwhile, or closed after a failed write: a restart replays a little more
-            store.set_persisted_offset(tp, offset)
-
     def reopen(self, partition: int) -> None:
         """Before retrying a refused write: reopen the partition's database (RocksDB stays in error otherwise).
 
@@ -240,7 +207,6 @@ class PendingOrdersTable(RecordReader, faust.Table):
         persisted offset may point past records the partition's new owner wrote meanwhile.
         """
         offset_key = self.data.offset_key
-        self._unpersisted.clear()
         forgotten = 0
         for db in self._databases():
             if not isinstance(db, _ClosedPartition):

@@ -54,3 +54,14 @@ def test_the_silence_of_a_rejoin_does_not_fence_until_the_rebalance_has_lasted_i
     assert fence.check(now=14.0)
     fence.rebalancing(False, limit=10.0, now=15.0)
     assert fence.rebalancing_since is None
+
+
+def test_a_worker_fenced_past_the_restart_limit_is_stuck_and_a_rejoin_ends_it() -> None:
+    fence = Fence(silence_limit=4.5)
+    fence.heartbeat_succeeded(now=100.0)
+    assert not fence.stuck(120.0, now=104.0)  # not even fenced
+    assert fence.check(now=105.0)
+    assert not fence.stuck(120.0, now=225.0) and fence.stuck(120.0, now=225.5)
+    fence.heartbeat_succeeded(now=226.0)
+    fence.check(now=226.0)
+    assert not fence.stuck(120.0, now=400.0)

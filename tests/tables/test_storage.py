@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 import rocksdict
-from faust.types import TP
 
 from partner_stream_tables import keys
 from partner_stream_tables.memory import MemoryTable
@@ -120,7 +118,6 @@ def test_a_written_outcome_is_in_the_store_and_then_in_the_changelog(tmp_path: P
 def test_forgetting_persisted_offsets_makes_the_next_recovery_start_from_the_beginning(tmp_path: Path) -> None:
     """After a fence: Faust reads no persisted offset, so it replays each partition's whole changelog."""
     table = object.__new__(PendingOrdersTable)
-    table._unpersisted = {}
     store = PartitionStore(None)
     store.offset_key = b"__faust\0offset__"  # type: ignore[attr-defined]
     dbs = [rocksdict.Rdict(str(tmp_path / f"p{n}"), options=rocksdict.Options(raw_mode=True)) for n in range(2)]
@@ -142,31 +139,3 @@ def test_reads_while_applying_go_to_the_events_partition_and_are_not_stale_after
         assert table.raw("42") == db[b"42"]  # read again after the write, not the remembered "missing"
         table.write(apply_event(table, created("b"), resolved_memory=MEMORY), 1, 0)
     assert decode_head(db[b"42"]).seq == 2 and table._applying is None
-
-
-class SentRecord:
-    def __init__(self, partition: int, offset: int) -> None:
-        self.topic_partition = TP("changelog", partition)
-        self.offset = offset
-
-    def result(self) -> SentRecord:
-        return self
-
-
-def test_persisted_changelog_offsets_are_written_at_most_once_a_second(tmp_path: Path) -> None:
-    table = object.__new__(PendingOrdersTable)
-    table.app = types.SimpleNamespace(in_transaction=False)  # type: ignore[misc]
-    store = PartitionStore(None)
-    store.offset_key = b"__faust\0offset__"  # type: ignore[attr-defined]
-    db = rocksdict.Rdict(str(tmp_path / "p0"), options=rocksdict.Options(raw_mode=True))
-    store._dbs = {0: db}  # type: ignore[attr-defined]
-    written: list[int] = []
-    store.set_persisted_offset = lambda tp, offset: written.append(offset)  # type: ignore[attr-defined]
-    table._data = store  # type: ignore[attr-defined]
-    table._unpersisted, table._persisted_at = {}, 0.0
-    for offset in range(100):
-        table._on_changelog_sent(SentRecord(0, offset))
-    assert written == [0]  # the first, then nothing within the second
-    table._on_changelog_sent(SentRecord(1, 7))  # a partition no longer held is never written
-    table.persist_offsets()
-    assert written == [0, 99]
