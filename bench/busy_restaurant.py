@@ -18,11 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
 from . import procs
+from .drain import worker_applied as applied
 
 RESTAURANTS = 100
 BUSY = "busy-restaurant"
@@ -37,18 +36,6 @@ def created(restaurant: str, order: str, name: str = "Ana") -> bytes:
         "TotalPrice": 19.0,
     }
     return orjson.dumps(body)
-
-
-async def applied(base_url: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{base_url}/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "partner_stream_events_applied"
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    )
 
 
 async def drain(producer: Any, worker: procs.Server, events: list[tuple[str, bytes, bytes]]) -> dict[str, float]:

@@ -75,6 +75,17 @@ async def watch_heartbeats() -> None:
     app.fence.check()
     if app.fence.stuck(settings.fence_restart_after):
         await restart_when_stuck_fenced()
+    if not pending_orders.persisting_offsets and not app.fence.local_state_suspect and not_ready_reason() is None:
+        pending_orders.persisting_offsets = True  # fenced, rejoined, replayed: offsets are true again
+        log.info("the table was replayed after the fence: persisting changelog offsets again")
+
+
+def stop_persisting_offsets() -> None:
+    """Fenced: from now until the replay after the rejoin, no changelog acknowledgement may persist an offset."""
+    pending_orders.persisting_offsets = False
+
+
+app.fence.on_fenced.append(stop_persisting_offsets)
 
 
 async def restart_when_stuck_fenced() -> None:

@@ -20,8 +20,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from partner_stream.dev.broker import EmbeddedBroker
-from tests.conftest import new_worker, restaurant_id
-from tests.integration.test_cluster import Cluster
+from tests.conftest import restaurant_id
+from tests.integration.test_cluster import Cluster, start_pair
 from tests.integration.test_hub import node_modules, signalr_config  # noqa: F401  (fixture)
 from tests.integration.test_stream_core import created, publish
 from tests.support.polling import eventually
@@ -77,19 +77,7 @@ class Announcements:
 async def pair(
     broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
 ) -> AsyncIterator[Cluster]:
-    base = tmp_path_factory.mktemp("announce")
-    first = new_worker(broker, base, artifacts_dir, "announce-a", extra_env=ENV)
-    second = Worker(
-        broker_url=broker.url,
-        app_id=first.app_id,
-        topics=first.topics,
-        data_dir=base / "announce-b-data",
-        log_path=artifacts_dir / f"worker-{first.app_id}-b.log",
-        extra_env=ENV,
-    )
-    await asyncio.gather(first.start(), second.start())
-    cluster = Cluster([first, second])
-    await cluster.settled()
+    cluster = await start_pair(broker, tmp_path_factory.mktemp("announce"), artifacts_dir, "announce", ENV)
     yield cluster
     for worker in cluster.live():
         await worker.stop()

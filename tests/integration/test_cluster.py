@@ -65,23 +65,30 @@ class Cluster:
 PROBE_ENV = {"PARTNER_STREAM_HUB_MAX_NEGOTIATIONS_PER_RESTAURANT": "100000"}
 
 
-@pytest.fixture(scope="module")
-async def cluster(
-    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
-) -> AsyncIterator[Cluster]:
-    base = tmp_path_factory.mktemp("cluster")
-    first = new_worker(broker, base, artifacts_dir, "cluster-a", extra_env=PROBE_ENV)
+async def start_pair(
+    broker: EmbeddedBroker, base: Path, artifacts_dir: Path, name: str, extra_env: dict[str, str]
+) -> Cluster:
+    """Two workers of one app (group, topics), each with its own data dir, started and settled."""
+    first = new_worker(broker, base, artifacts_dir, f"{name}-a", extra_env=extra_env)
     second = Worker(
         broker_url=broker.url,
         app_id=first.app_id,
         topics=first.topics,
-        data_dir=base / "cluster-b-data",
+        data_dir=base / f"{name}-b-data",
         log_path=artifacts_dir / f"worker-{first.app_id}-b.log",
-        extra_env=PROBE_ENV,
+        extra_env=dict(extra_env),
     )
     await asyncio.gather(first.start(), second.start())
     cluster = Cluster([first, second])
     await cluster.settled()
+    return cluster
+
+
+@pytest.fixture(scope="module")
+async def cluster(
+    broker: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory, artifacts_dir: Path
+) -> AsyncIterator[Cluster]:
+    cluster = await start_pair(broker, tmp_path_factory.mktemp("cluster"), artifacts_dir, "cluster", PROBE_ENV)
     yield cluster
     for worker in cluster.live():
         await worker.stop()

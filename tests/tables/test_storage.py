@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import rocksdict
+from faust.tables.base import Collection
 
 from partner_stream_tables import keys
 from partner_stream_tables.memory import MemoryTable
@@ -139,3 +140,18 @@ def test_reads_while_applying_go_to_the_events_partition_and_are_not_stale_after
         assert table.raw("42") == db[b"42"]  # read again after the write, not the remembered "missing"
         table.write(apply_event(table, created("b"), resolved_memory=MEMORY), 1, 0)
     assert decode_head(db[b"42"]).seq == 2 and table._applying is None
+
+
+def test_a_fenced_worker_persists_no_changelog_offset_until_its_table_was_replayed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Late acknowledgements of a cut-off worker's flushed records must not undo forget_persisted_offsets."""
+    persisted: list[object] = []
+    monkeypatch.setattr(Collection, "_on_changelog_sent", lambda self, fut: persisted.append(fut))
+    table = object.__new__(PendingOrdersTable)
+    table.persisting_offsets = False
+    table._on_changelog_sent("late ack")
+    assert persisted == []
+    table.persisting_offsets = True
+    table._on_changelog_sent("ack")
+    assert persisted == ["ack"]
