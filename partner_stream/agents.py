@@ -73,14 +73,6 @@ change_listeners: list[Callable[[str, Change], None]] = []
 outcome_listeners: list[Callable[[AnyOrderEvent, Outcome], None]] = []
 
 
-def _no_tablets(restaurant_id: str) -> int:
-    return 0
-
-
-#: How many tablets of a restaurant are connected to this worker, directly or relayed through another one (so,
-#: on the owner, in the whole cluster). The composition root sets the hub's count; the stream alone has none.
-count_tablets: Callable[[str], int] = _no_tablets
-
 #: Back-off between attempts to write an outcome the store refused: from the first to the last, doubling.
 STORE_RETRY_FIRST = 0.5
 STORE_RETRY_LAST = 10.0

@@ -97,9 +97,10 @@ class Announcer:
                 self.schedule.remind(order.restaurant_id, order.order_id, now)
         if isinstance(event, OrderAnnounced):
             self._in_flight.discard(_flight(event))
-            record = self.ports.read_order(event.restaurant_id, event.order_id)
-            if isinstance(record, PendingOrder):
-                self._remind_unseen(record, now)  # the next step, if any
+            # The record just written (none if it was resolved, or recorded already: then its owner reminded).
+            for _, record in outcome.writes:
+                if isinstance(record, PendingOrder):
+                    self._remind_unseen(record, now)  # the next step, if any
 
     def handed_partitions(self, now: float) -> None:
         self.schedule.handed_partitions(now)

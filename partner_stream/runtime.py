@@ -146,6 +146,10 @@ async def publish_announcement(announcement: OrderSeen | OrderUnseen) -> Awaitab
     return await topic.send(key=announcement.restaurant_id, value=announcement.to_bytes())
 
 
+def no_tablets(restaurant_id: str) -> int:
+    return 0
+
+
 announcer = Announcer(
     UnseenSchedule(settings.unseen_thresholds, settings.unseen_arrival_grace),
     Ports(
@@ -154,7 +158,7 @@ announcer = Announcer(
         owns=owns_partition,
         ready=lambda: not_ready_reason() is None,
         backlog=lambda: sum(lag for _, lag in metrics.stream_lags(app)),
-        count_tablets=lambda restaurant_id: agents.count_tablets(restaurant_id),  # set by the composition root
+        count_tablets=no_tablets,  # the stream alone has none; the composition root binds the hub's count
         publish=publish_announcement,
         record=agents.record_announcement,
     ),

@@ -15,6 +15,7 @@ The hub is added with ``app.add_dependency`` so it starts before the web server 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 from typing import Any
@@ -23,7 +24,7 @@ from aiohttp import web as aiohttp_web
 from prometheus_client import REGISTRY
 
 from .app import app, pending_orders, settings
-from . import agents, runtime  # noqa: F401  (runtime: timers and rebalance reactions of the stream)
+from . import agents, runtime  # runtime: timers and rebalance reactions of the stream (and the announcer)
 from . import metrics as stream_metrics
 from .dev.central_hub_standin import install_central_hub_standin, standin_enabled
 
@@ -50,7 +51,8 @@ hub = Hub(
 endpoints = TabletEndpoints(hub, settings, views.verifier, locate=locate, confirm_owner=owners.confirm)
 app.add_dependency(hub)
 agents.change_listeners.append(hub.publish)
-agents.count_tablets = hub.count  # every tablet of a restaurant ends on its owner's hub (relays pipe there)
+# Every tablet of a restaurant ends on its owner's hub (relays pipe there): its count is the cluster's.
+runtime.announcer.ports = dataclasses.replace(runtime.announcer.ports, count_tablets=hub.count)
 views.serve_tablets(hub, endpoints.relay)
 
 
