@@ -103,3 +103,33 @@ def test_broker_urls_are_parsed_in_one_place() -> None:
     settings = Settings(broker_url=" kafka://a:9092 ; b:19092;;kafka://c")
     assert settings.broker_urls == ["kafka://a:9092", "kafka://b:19092", "kafka://c"]
     assert settings.bootstrap_servers == ["a:9092", "b:19092", "c:9092"]
+
+
+def test_unseen_steps_are_durations_listed_in_order() -> None:
+    assert Settings().unseen_thresholds == (60.0,)
+    assert Settings(unseen_after="60s, 5m,15m").unseen_thresholds == (60.0, 300.0, 900.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "not a duration"),
+        ("soon", "not a duration"),
+        ("0.5s", "at least 1s"),
+        ("5m,60s", "strictly ascending"),
+        ("60s,60s", "strictly ascending"),
+        (",".join(f"{n}m" for n in range(1, 9)), "at most 7 steps"),
+        ("9" * 40, "not a duration"),
+        ("400d", "longer than a year"),
+    ],
+)
+def test_unseen_steps_that_make_no_sense_refuse_to_start(value: str, why: str) -> None:
+    with pytest.raises(ValidationError, match=why):
+        Settings(unseen_after=value)
+
+
+def test_the_arrival_grace_is_bounded() -> None:
+    with pytest.raises(ValidationError):
+        Settings(unseen_arrival_grace=float("inf"))
+    with pytest.raises(ValidationError):
+        Settings(unseen_arrival_grace=-1)
