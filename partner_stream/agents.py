@@ -118,8 +118,22 @@ async def apply_to_pending_orders(stream: Any) -> None:
         await handle_internal(event)
 
 
+def left_for_the_rejoin() -> bool:
+    """While this worker is fenced, an event is neither applied, forwarded nor dead-lettered.
+
+    Its offset is not committed either (partner_stream/faust_patches/transport.py), so it is read again: by the
+    partitions' new owner, or by this worker once it has rejoined and rebuilt its table (partner_stream/fencing.py).
+    """
+    if not pending_orders.writes_held():
+        return False
+    metrics.EVENTS_LEFT_WHILE_FENCED.inc()
+    return True
+
+
 async def handle_upstream(event: EventT) -> None:
     """One upstream record: applied here, forwarded to its restaurant's partition, or dead-lettered."""
+    if left_for_the_rejoin():
+        return
     message = event.message
     try:
         kafka_time = timestamp_to_datetime(message.timestamp * 1000 if message.timestamp else None)
@@ -145,6 +159,8 @@ async def handle_upstream(event: EventT) -> None:
 
 async def handle_internal(event: EventT) -> None:
     """One re-keyed record (or a tablet's acknowledgement): applied or dead-lettered."""
+    if left_for_the_rejoin():
+        return
     try:
         order_event = decode_internal(event.message.value)
     except InvalidEvent as exc:
@@ -167,6 +183,8 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     if pending_orders.storage_failure is not None:
         # The other agent holds an event the store refused: compute against what it will have written.
         await wait_for_the_store()
+        if left_for_the_rejoin():  # fenced while waiting
+            return
     # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
     generation = event.message.generation_id or 0
     partition = event.message.partition
@@ -182,7 +200,10 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
         except StorageWriteFailed as exc:
             refused = exc
     if refused is not None:
-        outcome = await write_when_the_store_recovers(order_event, generation, partition, refused)
+        retried = await write_when_the_store_recovers(order_event, generation, partition, refused)
+        if retried is None:
+            return
+        outcome = retried
     if outcome.change is not None:
         for listener in change_listeners:
             try:
@@ -208,8 +229,10 @@ async def wait_for_the_store() -> None:
 
 async def write_when_the_store_recovers(
     order_event: AnyOrderEvent, generation: int, partition: int, first_failure: StorageWriteFailed
-) -> Outcome:
+) -> Outcome | None:
     """Retry until the store takes the event: it is held, never skipped, and returns what was written.
+
+    None if this worker fenced itself meanwhile: the event is then read again after the rejoin.
 
     Each attempt reopens the partition's database, then applies the event again to what the store holds
     and writes that, in one step: a refused write left nothing behind, and the records may have moved on
@@ -225,6 +248,8 @@ async def write_when_the_store_recovers(
             metrics.STORAGE_WRITE_FAILURES.inc()
             await asyncio.sleep(delay)
             attempts += 1
+            if left_for_the_rejoin():
+                return None
             try:
                 pending_orders.reopen(partition)
                 with pending_orders.applying(partition):

@@ -152,3 +152,5 @@ order_unseen_topic = app.topic(settings.topic_order_unseen, key_serializer="raw"
 
 #: Each restaurant's pending orders (RocksDB + changelog), co-partitioned with the re-key topic.
 pending_orders = create_table(app, partitions=settings.topic_partitions)
+#: A fenced worker writes nothing until its table was rebuilt after the rejoin (partner_stream/fencing.py).
+pending_orders.writes_held = lambda: app.fence.writes_held

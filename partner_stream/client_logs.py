@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
+from .faust_patches.producer import DROPPED_TEXT
+
 #: Loggers whose repeats are held back.
 LIBRARY_LOGGERS = ("aiokafka", "kafka")
 WINDOW_SECONDS = 10.0
@@ -37,9 +39,21 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+class MuteDroppedRecordWarnings(logging.Filter):
+    """Faust warns once per failed record, with its bytes; for the records a fenced worker drops, the worker says
+    once how many (partner_stream/runtime.py)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return DROPPED_TEXT not in str(record.msg)
+
+
 def limit_library_logs() -> None:
-    """Install the limiter on the client library's loggers (idempotent)."""
+    """Install the limiter on the client library's loggers, and mute Faust's warning per dropped record
+    (idempotent)."""
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, RepeatLimiter) for f in logger.filters):
             logger.addFilter(RepeatLimiter())
+    topics_logger = logging.getLogger("faust.topics")
+    if not any(isinstance(f, MuteDroppedRecordWarnings) for f in topics_logger.filters):
+        topics_logger.addFilter(MuteDroppedRecordWarnings())

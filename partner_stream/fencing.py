@@ -7,6 +7,10 @@ that miss every order since, and push nothing. So it watches its own heartbeats.
 at once), it *fences* itself: its tablets are closed with a reconnect code, new connections and operator
 queries get 503, and /readyz says why, until heartbeats succeed again and the worker has rejoined and
 recovered (``web.ownership.worker_ready``).
+
+From the fence until its table has been rebuilt after the rejoin, the worker also *holds its writes*
+(:attr:`Fence.writes_held`): it applies no event, commits no offset, and drops the changelog records it had
+buffered instead of sending them when the network heals, after the new owner's (partner_stream/runtime.py).
 """
 
 from __future__ import annotations
@@ -33,12 +37,25 @@ class Fence:
         self.rebalancing_since: float | None = None
         #: Set when the worker fences itself; the next rebalance then rebuilds the local store from the changelog.
         self.local_state_suspect = False
+        #: Since when this worker holds its writes: set with the fence, cleared by :meth:`release_writes` once
+        #: the table was rebuilt after the rejoin (heartbeats alone do not make the local store true again).
+        self.held_since: float | None = None
         #: Called once each time the worker fences itself (the hub closes its tablets).
         self.on_fenced: list[Callable[[], None]] = []
+        #: Called once each time heartbeats succeed again after a fence.
+        self.on_unfenced: list[Callable[[], None]] = []
 
     @property
     def fenced(self) -> bool:
         return self.fenced_since is not None
+
+    @property
+    def writes_held(self) -> bool:
+        """From the fence until the table was rebuilt: apply nothing, commit nothing, send no changelog record."""
+        return self.held_since is not None
+
+    def release_writes(self) -> None:
+        self.held_since = None
 
     def heartbeat_succeeded(self, now: float | None = None) -> None:
         self.last_heartbeat = time.monotonic() if now is None else now
@@ -65,6 +82,8 @@ class Fence:
         if not self.fenced and silence > self.silence_limit:
             self.fenced_since = now
             self.local_state_suspect = True
+            if self.held_since is None:
+                self.held_since = now
             FENCED.set(1)
             log.warning(
                 "FENCED: no heartbeat to the group coordinator for %.1f s (limit %.1f s). This worker may no longer "
@@ -78,13 +97,15 @@ class Fence:
             log.warning("heartbeats succeed again after %.1f s fenced: rejoining", now - (self.fenced_since or now))
             self.fenced_since = None
             FENCED.set(0)
+            for callback in self.on_unfenced:
+                callback()
         return self.fenced
 
     def stuck(self, limit: float, now: float | None = None) -> bool:
-        """Fenced for longer than ``limit``: the worker has not managed to rejoin (seen once: for 30 s it neither
-        rejoined nor logged anything), and a restart is the way back."""
+        """Writes held for longer than ``limit``: the worker has not managed to rejoin and rebuild its table (seen
+        once: for 30 s it neither rejoined nor logged anything), and a restart is the way back."""
         now = time.monotonic() if now is None else now
-        return self.fenced_since is not None and now - self.fenced_since > limit
+        return self.held_since is not None and now - self.held_since > limit
 
     def reason(self, now: float | None = None) -> str:
         now = time.monotonic() if now is None else now

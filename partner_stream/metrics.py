@@ -61,6 +61,14 @@ UNSEEN_WATCHED = Gauge(
     "partner_stream_unseen_watched_orders",
     "Reminders this worker holds of orders owed an announcement (OrderSeen, or their next OrderUnseen step).",
 )
+EVENTS_LEFT_WHILE_FENCED = Counter(
+    "partner_stream_events_left_while_fenced_total",
+    "Events this worker neither applied nor committed while fenced; they are read again after the rejoin.",
+)
+CHANGELOG_RECORDS_DROPPED = Counter(
+    "partner_stream_changelog_records_dropped_total",
+    "Changelog records a fenced worker had buffered and dropped instead of sending them after the new owner's.",
+)
 REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")
 #: EVENTS_APPLIED's children, bound once per label value: ``labels()`` takes a lock and validates.
 events_applied = cache(EVENTS_APPLIED.labels)

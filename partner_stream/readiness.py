@@ -33,6 +33,8 @@ def not_ready_reason() -> str | None:
     """Why this worker may not serve its restaurants right now (for 503 bodies and /readyz), or None."""
     if app.fence.fenced:
         return f"this worker is {app.fence.reason()}"
+    if app.fence.writes_held and app.fence.local_state_suspect:
+        return "this worker is rejoining its group after being cut off from Kafka"
     failure = pending_orders.storage_failure
     if failure is not None:
         return f"this worker's local storage refuses writes (disk full?): {failure}"

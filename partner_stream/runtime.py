@@ -4,7 +4,7 @@
 - every 30 s: the data dir's free space; every 0.5 s: heartbeats, for the fence; every 0.25 s: the
   announcements that are due (partner_stream/announcer.py);
 - on assignment: re-read partition counts, watch the new partitions' orders; on revoke after a fence:
-  distrust the local state.
+  rebuild the local state from the changelog; after a fence that no rebalance followed: ask for one.
 
 Why the collector is tuned:
 
@@ -31,7 +31,8 @@ from .announcements import OrderSeen, OrderUnseen
 from .announcer import Announcer, Ports
 from .app import app, order_seen_topic, order_unseen_topic, pending_orders, settings
 from .faust_patches import aiokafka_consumer
-from .faust_patches.heartbeat import record_heartbeats
+from .faust_patches.heartbeat import record_heartbeats, request_rejoin
+from .faust_patches.producer import drop_changelog_while_held
 from .readiness import not_ready_reason, owns_partition
 from .unseen import TICK_SECONDS, UnseenSchedule
 
@@ -75,32 +76,55 @@ async def watch_heartbeats() -> None:
     app.fence.check()
     if app.fence.stuck(settings.fence_restart_after):
         await restart_when_stuck_fenced()
-    if not pending_orders.persisting_offsets and not app.fence.local_state_suspect and not_ready_reason() is None:
-        pending_orders.persisting_offsets = True  # fenced, rejoined, replayed: offsets are true again
-        log.info("the table was replayed after the fence: persisting changelog offsets again")
+    drop_changelog_while_held(
+        app.producer,
+        topics=lambda: pending_orders.changelog_topic.topics,
+        held=changelog_held,
+        dropped=report_dropped_records,
+    )
 
 
-def stop_persisting_offsets() -> None:
-    """Fenced: from now until the replay after the rejoin, no changelog acknowledgement may persist an offset."""
-    pending_orders.persisting_offsets = False
+def changelog_held() -> bool:
+    """Asked by the producer before each drain. The fence is checked here too, not only every 0.5 s: a worker
+    thawed after a freeze (SIGSTOP, a suspended VM) fences itself before its sender flushes what it buffered."""
+    app.fence.check()
+    return app.fence.writes_held
 
 
-app.fence.on_fenced.append(stop_persisting_offsets)
+def report_dropped_records(count: int) -> None:
+    metrics.CHANGELOG_RECORDS_DROPPED.inc(count)
+    log.warning(
+        "fenced: dropped %d changelog record(s) buffered before the fence instead of sending them after the new "
+        "owner's; their events are read again from the last committed offset",
+        count,
+    )
+
+
+def rejoin_unless_a_rebalance_followed() -> None:
+    """Heartbeats succeed again and the group never dropped this worker: no rebalance will come by itself, but
+    the worker must still rebuild its table and read its uncommitted events again, which a rebalance does."""
+    if app.fence.local_state_suspect:
+        log.warning("heartbeats succeed again without a rebalance: rejoining to rebuild the table after the fence")
+        request_rejoin(app.consumer)
+
+
+app.fence.on_unfenced.append(rejoin_unless_a_rebalance_followed)
 
 
 async def restart_when_stuck_fenced() -> None:
-    """Exit with code 1 after forgetting the persisted changelog offsets, so the restart replays the whole changelog.
+    """Exit with code 1 after emptying the local store, so the restart rebuilds the table from the changelog.
 
     A restarted process no longer knows it was fenced, and Faust would resume each partition from the offset it
-    persisted, which a cut-off worker's late flush can have moved past the new owner's records. The exit is
-    immediate, as after a SIGKILL (which the design survives): a graceful stop would wait a minute on the broker
-    it cannot reach (flush, commit, leave the group), and its tablets were closed when it fenced itself.
+    persisted, which a cut-off worker's late flush can have moved past the new owner's records; its store also
+    holds writes whose changelog records it dropped. The exit is immediate, as after a SIGKILL (which the design
+    survives): a graceful stop would wait a minute on the broker it cannot reach (flush, commit, leave the
+    group), and its tablets were closed when it fenced itself.
     """
-    forgotten = pending_orders.forget_persisted_offsets()
+    wiped = pending_orders.wipe_local_store()
     message = (
-        f"FENCED FOR MORE THAN {settings.fence_restart_after:.0f} s: this worker has not rejoined its group. It forgot "
-        f"the persisted offsets of {forgotten} partition store(s) and exits with code 1; restart it (its supervisor "
-        "does) and it rebuilds its table from the changelog."
+        f"FENCED FOR MORE THAN {settings.fence_restart_after:.0f} s: this worker has not rejoined its group. It "
+        f"emptied {wiped} local partition store(s) and exits with code 1; restart it (its supervisor does) and it "
+        "rebuilds its table from the changelog."
     )
     log.error(message)
     logging.shutdown()
@@ -108,22 +132,35 @@ async def restart_when_stuck_fenced() -> None:
 
 
 @app.on_partitions_revoked.connect
-async def distrust_local_state_after_a_fence(sender: object, revoked: object, **kwargs: object) -> None:
-    """A worker that fenced itself rebuilds its table from the whole changelog when it rejoins.
+async def rebuild_local_state_after_a_fence(sender: object, revoked: object, **kwargs: object) -> None:
+    """A worker that fenced itself rebuilds its table from the changelog alone when it rejoins.
 
-    Faust would resume each partition from the offset it persisted locally; after a cut that offset can lie
-    past records the new owner wrote meanwhile (the late flush of our own buffered records moves it there),
-    and the local store holds our own stale writes. Replaying everything, newest stamp winning, gives the true
-    state. Runs at the start of the rebalance, before Faust reads the persisted offsets.
+    Its local store holds writes whose changelog records it dropped, and our own stale writes; Faust would
+    resume each partition from the offset it persisted, which can lie past records the new owner wrote
+    meanwhile. Emptied, the store is rebuilt from the whole changelog (newest stamp winning), and the events
+    left uncommitted are read again. Runs at the end of the revoke, after Faust's flush and before it reads the
+    persisted offsets or closes a partition's database.
     """
     if not app.fence.local_state_suspect:
         return
     app.fence.local_state_suspect = False
-    forgotten = pending_orders.forget_persisted_offsets()
+    wiped = pending_orders.wipe_local_store()
     recovery = app.tables.recovery
     recovery.active_offsets.clear()
     recovery.standby_offsets.clear()
-    log.warning("after being fenced: replaying the whole changelog into %d local partition store(s)", forgotten)
+    log.warning("after being fenced: rebuilding %d local partition store(s) from the whole changelog", wiped)
+
+
+@app.on_rebalance_complete.connect
+async def write_again_once_rebuilt(sender: object, **kwargs: object) -> None:
+    """The rebalance that followed the fence has rebuilt the table from the changelog: release the writes.
+
+    Here, not later: Faust resumes the partitions right after this signal, and an event read while writes are
+    still held would be skipped, then committed with the next offset (seen: a backlog of the rejoin, gone).
+    """
+    if app.fence.writes_held and not app.fence.fenced and not app.fence.local_state_suspect:
+        app.fence.release_writes()
+        log.warning("the table was rebuilt after the fence: applying events and committing offsets again")
 
 
 @app.task

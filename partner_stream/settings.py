@@ -111,8 +111,9 @@ class Settings(BaseSettings):
     fence_restart_after: float = Field(
         120.0,
         ge=5,
-        description="A worker fenced this long (it never rejoined the group) forgets its persisted changelog offsets "
-        "and exits with code 1, for its supervisor to restart it; the restart rebuilds its table from the changelog.",
+        description="A worker fenced this long without rejoining the group and rebuilding its table empties its "
+        "partition stores and exits with code 1, for its supervisor to restart it; the restart rebuilds its table "
+        "from the changelog.",
     )
     disk_low_free_mb: int = Field(
         512, ge=0, description="Warn (once per episode) when the data dir's filesystem has less free space (MiB)."

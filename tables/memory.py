@@ -8,7 +8,7 @@ encoding, so a round-trip bug shows up here too. ``data`` may be any mutable map
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 
 from .model import RestaurantOrders, encode_record
 from .reader import RecordReader
@@ -22,6 +22,8 @@ class MemoryTable(RecordReader):
 
     def __init__(self, data: MutableMapping[bytes, bytes] | None = None) -> None:
         self.data: MutableMapping[bytes, bytes] = data if data is not None else {}
+        #: As on the real table: True while the worker is fenced (tests set it to play one).
+        self.writes_held: Callable[[], bool] = lambda: False
 
     def raw(self, key: str) -> bytes | None:
         return self.data.get(key.encode())

@@ -7,7 +7,7 @@ Faust moves plain bytes (one encode per write, shared by RocksDB and the changel
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import faust
@@ -34,10 +34,16 @@ MAX_RECORD_BYTES = 512 * 1024
 
 #: Only a ResolvedOrder has this field: inside a JSON string a quote is escaped, so no text can forge it.
 _RESOLUTION_FIELD = b'"resolution":'
+#: Every key is UTF-8 text (restaurant and order IDs, Faust's offset key), and UTF-8 never holds 0xFF.
+_PAST_EVERY_KEY = b"\xff"
 
 
 class StorageWriteFailed(Exception):
     """The local store refused a write (disk full, I/O error); nothing was written: retry, never skip the event."""
+
+
+class WritesHeld(Exception):
+    """This worker fenced itself: nothing may be written until its table was rebuilt after the rejoin."""
 
 
 class RecordTooLarge(ValueError):
@@ -75,9 +81,9 @@ class PendingOrdersTable(RecordReader, faust.Table):
         self.value_serializer = "raw"
         #: Why the store refuses writes (set by a failed write, cleared once a retry succeeds), else None.
         self.storage_failure: str | None = None
-        #: False from the moment this worker fences itself until its table was replayed after the rejoin
-        #: (:meth:`_on_changelog_sent`).
-        self.persisting_offsets = True
+        #: True from the moment this worker fences itself until its table was rebuilt after the rejoin: it writes
+        #: nothing and persists no changelog offset (:meth:`write`, :meth:`_on_changelog_sent`). Bound by the app.
+        self.writes_held: Callable[[], bool] = lambda: False
         #: The partition of the event being applied (:meth:`applying`): its reads go straight to its database.
         self._applying: int | None = None
         #: What was read while applying it, so the write takes the head's stamp without reading it again.
@@ -126,6 +132,8 @@ class PendingOrdersTable(RecordReader, faust.Table):
         that refuses the batch (a full disk) raises :class:`StorageWriteFailed` with nothing written anywhere,
         so a restart or a retry meets the event whole. Records are encoded and measured first.
         """
+        if self.writes_held():
+            raise WritesHeld("this worker is fenced: the event is read again after it rejoined its group")
         head_before = self.raw(outcome.head_key) if outcome.head_key is not None else None  # read once per event
         stamp = next_stamp(generation, head_before, outcome.seq_after)
         encoded = [(key, stamped(encode_record(record), stamp)) for key, record in outcome.writes]
@@ -150,15 +158,20 @@ class PendingOrdersTable(RecordReader, faust.Table):
         for key, raw in encoded:
             self.send_changelog(partition, key, raw)
 
+    def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
+        sent = super().send_changelog(*args, **kwargs)
+        sent.add_done_callback(_retrieve_failure)
+        return sent
+
     def _on_changelog_sent(self, fut: Any) -> None:
         """Faust persists the offset of each changelog record the broker took, so a restart resumes after it.
 
-        Not while this worker is fenced and until its table has been replayed: a cut-off worker's buffered
-        records are flushed when the network heals, *after* the new owner's records, and their late
-        acknowledgements would persist an offset past those, after :meth:`forget_persisted_offsets` cleared it
-        (seen: a whole-changelog replay started at offset 207 of 211, and 37 orders of one restaurant were gone).
+        Not while writes are held (from the fence until the table was rebuilt): a cut-off worker's record in
+        flight at the cut can be acknowledged when the network heals, *after* the new owner's records, and would
+        persist an offset past those once :meth:`wipe_local_store` had cleared it (seen: a whole-changelog replay
+        started at offset 207 of 211, and 37 orders of one restaurant were gone).
         """
-        if self.persisting_offsets:
+        if not self.writes_held():
             super()._on_changelog_sent(fut)
 
     def reopen(self, partition: int) -> None:
@@ -214,23 +227,32 @@ class PendingOrdersTable(RecordReader, faust.Table):
                     if isinstance(head, LegacyRestaurantOrders) and owned(head.restaurant_id):
                         yield from head.pending
 
-    def forget_persisted_offsets(self) -> int:
-        """Make the next recovery replay every partition's whole changelog (newest stamp wins, tables/store.py).
+    def wipe_local_store(self) -> int:
+        """Empty every partition database this worker holds, persisted offsets included: the next recovery
+        rebuilds them from the changelog alone (newest stamp wins, tables/store.py).
 
-        For a worker that was cut off from Kafka: its local store may hold its own late writes, and Faust's
-        persisted offset may point past records the partition's new owner wrote meanwhile.
+        For a worker that was cut off from Kafka: its local store holds writes whose changelog records it
+        dropped (a merge would keep them, and the events re-read after the rejoin would then change nothing),
+        and Faust's persisted offset may point past records the partition's new owner wrote meanwhile.
         """
-        offset_key = self.data.offset_key
-        forgotten = 0
+        wiped = 0
         for db in self._databases():
             if not isinstance(db, _ClosedPartition):
-                db.delete(offset_key)
-                forgotten += 1
-        return forgotten
+                db.delete_range(b"", _PAST_EVERY_KEY)
+                wiped += 1
+        getattr(self.data, "_key_index", {}).clear()  # Faust's key -> partition cache
+        return wiped
 
     def _databases(self) -> list[Any]:
         """The open RocksDB database of each partition this worker holds (Faust's store keeps one per partition)."""
         return list(getattr(self.data, "_dbs", {}).values())
+
+
+def _retrieve_failure(sent: Any) -> None:
+    """A record a fenced worker dropped fails its future (partner_stream/faust_patches/producer.py); nobody awaits
+    it, and asyncio would log each one as "exception never retrieved"."""
+    if not sent.cancelled():
+        sent.exception()
 
 
 def create_table(app: faust.App, *, partitions: int) -> PendingOrdersTable:

@@ -56,7 +56,7 @@ def test_the_silence_of_a_rejoin_does_not_fence_until_the_rebalance_has_lasted_i
     assert fence.rebalancing_since is None
 
 
-def test_a_worker_fenced_past_the_restart_limit_is_stuck_and_a_rejoin_ends_it() -> None:
+def test_a_worker_fenced_past_the_restart_limit_is_stuck_until_its_table_is_rebuilt() -> None:
     fence = Fence(silence_limit=4.5)
     fence.heartbeat_succeeded(now=100.0)
     assert not fence.stuck(120.0, now=104.0)  # not even fenced
@@ -64,4 +64,23 @@ def test_a_worker_fenced_past_the_restart_limit_is_stuck_and_a_rejoin_ends_it() 
     assert not fence.stuck(120.0, now=225.0) and fence.stuck(120.0, now=225.5)
     fence.heartbeat_succeeded(now=226.0)
     fence.check(now=226.0)
+    assert fence.stuck(120.0, now=226.0)  # heard from the group again, but the table is not rebuilt yet
+    fence.release_writes()
     assert not fence.stuck(120.0, now=400.0)
+
+
+def test_writes_are_held_from_the_fence_until_released_and_an_unfence_is_told() -> None:
+    fence = Fence(silence_limit=4.5)
+    unfenced: list[bool] = []
+    fence.on_unfenced.append(lambda: unfenced.append(True))
+    fence.heartbeat_succeeded(now=100.0)
+    assert not fence.writes_held
+    fence.check(now=105.0)
+    assert fence.writes_held and fence.held_since == 105.0
+    fence.heartbeat_succeeded(now=106.0)
+    assert not fence.check(now=106.0) and unfenced == [True]
+    assert fence.writes_held  # heartbeats alone do not make the local store true again
+    fence.check(now=111.0)  # a second fence before the rebuild keeps the first one's start
+    assert fence.held_since == 105.0
+    fence.release_writes()
+    assert not fence.writes_held

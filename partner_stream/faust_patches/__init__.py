@@ -10,7 +10,10 @@ and the modules' own tests.
 - ``recovery``, ``Recovery.on_recovery_completed``: seek while paused, then resume, and keep the
   agents' queues (upstream's order skipped records). Tested in tests/test_recovery.py.
 - ``heartbeat``, aiokafka's ``Coordinator._do_heartbeat``: the fence needs each successful
-  heartbeat. Tested in tests/test_fencing.py.
+  heartbeat; and ``request_rejoin`` from the main thread. Tested in tests/test_fencing.py.
+- ``producer``, aiokafka's ``MessageAccumulator.drain_by_nodes``: a fenced worker drops the
+  changelog records it buffered instead of sending them late. Tested in tests/test_fenced_writes.py.
+- ``transport``'s consumer ``_commit``: nothing is committed while the worker holds its writes.
 - ``connection``, aiokafka's ``AIOKafkaConnection.send``: uvloop's RuntimeError on a closed transport is
   a broken connection (retried), not a crash of the Fetcher. Tested in tests/test_faust_patches.py.
 - :func:`aiokafka_consumer`, :func:`aiokafka_producer_client`, :func:`read_offsets`: the aiokafka

@@ -1,6 +1,6 @@
 """The Faust Kafka transport of the worker's consumer: a fetch that cannot swallow a partition's backlog.
 
-Two changes to faust-streaming 0.15.3's aiokafka consumer thread, and nothing else (producers
+Three changes to faust-streaming 0.15.3's aiokafka consumer, and nothing else (producers
 and every other setting stay stock Faust). It is registered under its own URL scheme and used
 for the consumer (``broker_consumer``) on every profile.
 
@@ -17,6 +17,10 @@ for the consumer (``broker_consumer``) on every profile.
   harmless on Apache Kafka, whose long poll returns as soon as data arrives, but the embedded
   Tansu broker only re-polls after sleeping half the remaining wait, so every hop costs up to
   0.75 s.
+* **No commit while the worker holds its writes** (partner_stream/fencing.py). A fenced worker
+  leaves events unapplied and drops changelog records it had buffered (producer.py); their
+  offsets must stay uncommitted, so that whoever owns the partition next reads them again.
+  Faust flushes the producer before it commits, and a flush ends when the dropped records fail.
 """
 
 from __future__ import annotations
@@ -77,6 +81,16 @@ def give_back_paused(consumer: Any, records: dict[Any, list[Any]], faust_consume
 class TunedFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> TunedFetchConsumerThread:
         return TunedFetchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _commit(self, offsets: Any) -> bool:
+        if commits_held(self.app):
+            return False  # Faust then commits these partitions' offsets at the next chance after the hold
+        return bool(await super()._commit(offsets))
+
+
+def commits_held(app: Any) -> bool:
+    fence = getattr(app, "fence", None)
+    return fence is not None and fence.writes_held
 
 
 class TunedFetchTransport(faust_aiokafka.Transport):

@@ -21,7 +21,13 @@ from partner_stream_tables.model import (
     encode_record,
 )
 from partner_stream_tables.stamps import Stamp, stamp_of
-from partner_stream_tables.storage import MAX_RECORD_BYTES, PendingOrdersTable, RecordTooLarge, StorageWriteFailed
+from partner_stream_tables.storage import (
+    MAX_RECORD_BYTES,
+    PendingOrdersTable,
+    RecordTooLarge,
+    StorageWriteFailed,
+    WritesHeld,
+)
 from partner_stream_tables.transitions import Outcome, apply_event
 
 from .test_transitions import MEMORY, created, run
@@ -80,6 +86,7 @@ def bare_table(db: Any) -> tuple[PendingOrdersTable, list[str]]:
     sent: list[str] = []
     table._data = PartitionStore(db)  # type: ignore[attr-defined]
     table.storage_failure = None
+    table.writes_held = lambda: False
     table._applying, table._read = None, {}
 
     def send_changelog(partition: int, key: str, value: bytes | None, **kwargs: Any) -> None:
@@ -116,19 +123,23 @@ def test_a_written_outcome_is_in_the_store_and_then_in_the_changelog(tmp_path: P
     assert decode_head(db[b"42"]).seq == 1 and stamp_of(db[b"42"]) == Stamp(3, 1)
 
 
-def test_forgetting_persisted_offsets_makes_the_next_recovery_start_from_the_beginning(tmp_path: Path) -> None:
-    """After a fence: Faust reads no persisted offset, so it replays each partition's whole changelog."""
+def test_wiping_the_local_store_after_a_fence_leaves_nothing_for_recovery_to_merge_into(tmp_path: Path) -> None:
+    """After a fence: no persisted offset (the whole changelog is replayed) and no record of its own that the
+    changelog may lack (a merge would keep it, and the event read again would then change nothing)."""
     table = object.__new__(PendingOrdersTable)
     store = PartitionStore(None)
     store.offset_key = b"__faust\0offset__"  # type: ignore[attr-defined]
+    store._key_index = {b"42": 0}  # type: ignore[attr-defined]
     dbs = [rocksdict.Rdict(str(tmp_path / f"p{n}"), options=rocksdict.Options(raw_mode=True)) for n in range(2)]
     for db in dbs:
         db[store.offset_key] = b"41"  # type: ignore[attr-defined]
         db[b"42"] = b"a head"
+        db[keys.order_key("\u00e9\u00e8", "o").encode()] = b"an order of a restaurant with a non-ASCII ID"
     store._dbs = {0: dbs[0], 1: dbs[1]}  # type: ignore[attr-defined]
     table._data = store  # type: ignore[attr-defined]
-    assert table.forget_persisted_offsets() == 2
-    assert all(db.get(b"__faust\0offset__") is None and db[b"42"] == b"a head" for db in dbs)
+    assert table.wipe_local_store() == 2
+    assert all(list(db.keys()) == [] for db in dbs)
+    assert store._key_index == {}  # type: ignore[attr-defined]
 
 
 def test_reads_while_applying_go_to_the_events_partition_and_are_not_stale_after_the_write(tmp_path: Path) -> None:
@@ -142,16 +153,25 @@ def test_reads_while_applying_go_to_the_events_partition_and_are_not_stale_after
     assert decode_head(db[b"42"]).seq == 2 and table._applying is None
 
 
-def test_a_fenced_worker_persists_no_changelog_offset_until_its_table_was_replayed(
+def test_a_fenced_worker_persists_no_changelog_offset_until_its_table_was_rebuilt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Late acknowledgements of a cut-off worker's flushed records must not undo forget_persisted_offsets."""
+    """A late acknowledgement of a cut-off worker's record in flight must not undo wipe_local_store."""
     persisted: list[object] = []
     monkeypatch.setattr(Collection, "_on_changelog_sent", lambda self, fut: persisted.append(fut))
     table = object.__new__(PendingOrdersTable)
-    table.persisting_offsets = False
+    table.writes_held = lambda: True
     table._on_changelog_sent("late ack")
     assert persisted == []
-    table.persisting_offsets = True
+    table.writes_held = lambda: False
     table._on_changelog_sent("ack")
     assert persisted == ["ack"]
+
+
+def test_a_fenced_worker_writes_nothing(tmp_path: Path) -> None:
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, sent = bare_table(db)
+    table.writes_held = lambda: True
+    with pytest.raises(WritesHeld):
+        table.write(apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY), 3, 0)
+    assert sent == [] and list(db.keys()) == []
