@@ -39,6 +39,18 @@ class RepeatLimiter(logging.Filter):
         return True
 
 
+def library_logger_names() -> list[str]:
+    """The client library's loggers and every child that exists by now (each aiokafka module logs on its own
+    ``__name__``, and a logger's filters do not apply to its children's records). The library is imported with
+    the app, before the worker starts, so its modules' loggers exist when this runs."""
+    existing = list(logging.root.manager.loggerDict)
+    return [
+        name
+        for name in {*LIBRARY_LOGGERS, *existing}
+        if any(name == prefix or name.startswith(prefix + ".") for prefix in LIBRARY_LOGGERS)
+    ]
+
+
 class MuteDroppedRecordWarnings(logging.Filter):
     """Faust warns once per failed record, with its bytes; for the records a fenced worker drops, the worker says
     once how many (partner_stream/runtime.py)."""
@@ -50,10 +62,11 @@ class MuteDroppedRecordWarnings(logging.Filter):
 def limit_library_logs() -> None:
     """Install the limiter on the client library's loggers, and mute Faust's warning per dropped record
     (idempotent)."""
-    for name in LIBRARY_LOGGERS:
+    limiter = RepeatLimiter()
+    for name in library_logger_names():
         logger = logging.getLogger(name)
         if not any(isinstance(f, RepeatLimiter) for f in logger.filters):
-            logger.addFilter(RepeatLimiter())
+            logger.addFilter(limiter)
     topics_logger = logging.getLogger("faust.topics")
     if not any(isinstance(f, MuteDroppedRecordWarnings) for f in topics_logger.filters):
         topics_logger.addFilter(MuteDroppedRecordWarnings())

@@ -24,3 +24,16 @@ def test_repeats_are_held_back_and_counted(monkeypatch: pytest.MonkeyPatch) -> N
     clock["now"] = 111.0
     again = record(unable)
     assert limiter.filter(again) and "[75 more like this in the last 10 s]" in again.getMessage()
+
+
+def test_the_library_modules_own_loggers_are_limited_too(caplog: pytest.LogCaptureFixture) -> None:
+    """aiokafka logs on each module's logger (aiokafka.consumer.fetcher, aiokafka.conn, ...): a filter on the
+    ``aiokafka`` logger alone never saw those records (a worker cut off from Kafka logged 10 lines a second)."""
+    import aiokafka.consumer.fetcher  # noqa: F401  (imported with the app in a worker)
+
+    client_logs.limit_library_logs()
+    fetcher = logging.getLogger("aiokafka.consumer.fetcher")
+    with caplog.at_level(logging.ERROR):
+        for _ in range(20):
+            fetcher.error("Failed fetch messages from %s: %s", 111, "NodeNotReadyError")
+    assert len(caplog.records) == 1
