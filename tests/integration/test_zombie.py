@@ -16,6 +16,10 @@ A fourth, ``blip``, heals the reset as soon as w1 has fenced itself, before the 
 w1 dropped what it had buffered and committed nothing since, so it must rejoin (asking for the rebalance itself if
 the group never dropped it), rebuild its table from the changelog and read its uncommitted events again.
 
+Beside it: a lone worker cut off with no other to take over, and owners SIGKILLed again and again.
+``PS_ZOMBIE_HOLD_CUT=<seconds>`` keeps a cut that long after the takeover (the fault table's 25 s and 60 s cuts
+come from ``PS_ZOMBIE_HOLD_CUT=15 scripts/soak`` and ``=50``).
+
 Run once per suite, and again and again by ``scripts/soak`` (one pass proves little). Until
 2026-12-05 it failed about one run in four: orders produced during the back-to-back rebalances were lost
 between the fetch and the agents, which partner_stream/faust_patches/transport.py and recovery.py fixed.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 import uuid
@@ -96,7 +101,7 @@ async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_nev
         owners = restaurants_on_every_partition(w1.partitions)
         flow = OrderFlow(w2, producer, owners)  # its tablets connect through w2
         boards_via_w1 = [LiveBoard(w1.base_url, r).start() for r in owners]
-        await eventually(lambda: _count(flow), lambda count: count >= 4 * len(owners), what="orders before the cut")
+        await orders_over(flow, seconds=1, at_least=4)  # records buffered at the cut, for the fence to drop
         await flow.boards_caught_up()
         assert proxy.bytes_from["w1"] > 0 and proxy.bytes_from["w2"] > 0  # both really talk through the proxy
 
@@ -130,12 +135,7 @@ async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_nev
             )
             taken_over_after = time.monotonic() - cut_at
         # Orders keep coming while w1 is cut off: they reach w2's tablets, and w1's once it heals.
-        published_at_takeover = sum(map(len, flow.published.values()))
-        await eventually(
-            lambda: _count(flow),
-            lambda count: count >= published_at_takeover + 3 * len(owners),
-            what="orders published after the takeover",
-        )
+        await orders_over(flow, seconds=HOLD_CUT_SECONDS, at_least=3)
         if cut == "sigstop":
             assert w1.process is not None
             w1.process.send_signal(signal.SIGCONT)
@@ -224,6 +224,102 @@ async def test_a_worker_that_stays_fenced_exits_and_its_restart_rebuilds_the_tab
         for each in (w1, w2):
             if each.process is not None and each.process.poll() is None:
                 await each.stop()
+
+
+@pytest.mark.timeout(300)
+async def test_a_lone_worker_cut_off_loses_no_order_when_it_heals(
+    proxied: tuple[EmbeddedBroker, FaultProxy], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """No other worker takes over: the worker fences itself, drops what it buffered, and when the network
+    heals it rejoins, rebuilds its table from the changelog and reads the cut's backlog. Tablets closed by the
+    fence reconnect to it and end with every order."""
+    broker, proxy = proxied
+    app_id = f"ps-lone-{uuid.uuid4().hex[:6]}"
+    w1 = worker(broker, tmp_path, artifacts_dir, app_id, "l1")
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer-lone")
+    await producer.start()
+    await w1.start()
+    flow: OrderFlow | None = None
+    try:
+        await Cluster([w1]).settled()
+        owners = restaurants_on_every_partition(w1.partitions)
+        flow = OrderFlow(w1, producer, owners)
+        await orders_over(flow, seconds=1, at_least=2)
+        await flow.boards_caught_up()
+        proxy.cut("l1")
+        await eventually(
+            lambda: w1.get_json("/readyz", token=""),
+            lambda answer: answer[0] == 503 and bool(answer[1].get("fenced")),
+            timeout=30,
+            what="the lone worker to fence itself",
+        )
+        await orders_over(flow, seconds=max(10.0, HOLD_CUT_SECONDS), at_least=3)
+        proxy.heal("l1")
+        await Cluster([w1]).settled(timeout=120)
+        await flow.finish()
+        effective, raw = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        assert effective == 0 and raw == 0
+        assert w1.process is not None and w1.process.poll() is None, "the worker exited: " + w1.log_tail()
+    finally:
+        if flow is not None:
+            await flow.close()
+        await producer.stop()
+        if w1.process is not None and w1.process.poll() is None:
+            await w1.stop()
+
+
+@pytest.mark.timeout(420)
+async def test_owners_killed_again_and_again_lose_no_order(
+    proxied: tuple[EmbeddedBroker, FaultProxy], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """SIGKILL loops: owners are killed in turn while orders flow, and started again from their data dirs. The
+    first worker stays up: the flow's tablets and negotiations go through it."""
+    broker, _ = proxied
+    app_id = f"ps-kills-{uuid.uuid4().hex[:6]}"
+    workers = [worker(broker, tmp_path, artifacts_dir, app_id, f"k{n}") for n in (0, 1, 2)]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer-kills")
+    await producer.start()
+    await asyncio.gather(*(w.start() for w in workers))
+    cluster = Cluster(workers)
+    flow: OrderFlow | None = None
+    try:
+        await cluster.settled()
+        owners = restaurants_on_every_partition(workers[0].partitions)
+        flow = OrderFlow(workers[0], producer, owners)  # its tablets connect through the first worker
+        for victim in (workers[1], workers[2], workers[1]):
+            await orders_over(flow, seconds=2, at_least=2)
+            await victim.kill()
+            await orders_over(flow, seconds=2, at_least=2)  # orders go on while it is down
+            await victim.start()
+            await cluster.settled(timeout=120)
+        await flow.finish()
+        effective, _ = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        assert effective == 0
+    finally:
+        if flow is not None:
+            await flow.close()
+        await producer.stop()
+        for each in workers:
+            if each.process is not None and each.process.poll() is None:
+                await each.stop()
+
+
+#: How long a cut is held after the takeover (PS_ZOMBIE_HOLD_CUT; the default suite holds it for the first orders).
+HOLD_CUT_SECONDS = float(os.environ.get("PS_ZOMBIE_HOLD_CUT", "0"))
+#: OrderFlow publishes one order per restaurant every 0.2 s.
+ORDERS_PER_RESTAURANT_PER_SECOND = 5
+
+
+async def orders_over(flow: OrderFlow, seconds: float, at_least: int) -> None:
+    """Wait until about ``seconds`` worth of orders (at least ``at_least`` per restaurant) have been published."""
+    per_restaurant = max(at_least, int(seconds * ORDERS_PER_RESTAURANT_PER_SECOND))
+    target = await _count(flow) + per_restaurant * len(flow.owners)
+    await eventually(
+        lambda: _count(flow),
+        lambda count: count >= target,
+        timeout=seconds + 60,
+        what=f"{per_restaurant} more orders per restaurant",
+    )
 
 
 async def _count(flow: OrderFlow) -> int:
