@@ -9,6 +9,7 @@ They are never logged (see :mod:`web.access_log`).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from http import HTTPStatus
@@ -43,14 +44,15 @@ def _bearer(header: str) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-def token_from_request(request: web.Request) -> str:
+def token_from_request(request: web.Request, query: Mapping[str, str] | None = None) -> str:
+    """The bearer token, else the ``access_token`` parameter of ``query`` (default: ``request.query``)."""
     header = request.headers.get("Authorization", "")
     if header:
         bearer = _bearer(header)
         if bearer is None:
             raise AuthError(HTTPStatus.UNAUTHORIZED, "Authorization header must be 'Bearer <token>'")
         return bearer
-    token = request.query.get("access_token", "").strip()
+    token = (request.query if query is None else query).get("access_token", "").strip()
     if not token:
         raise AuthError(
             HTTPStatus.UNAUTHORIZED,

@@ -12,18 +12,21 @@ it, let the hub react; protocol errors close the socket with a reason.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from functools import partial
 from http import HTTPStatus
+from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSMessage, WSMsgType, web
+from multidict import MultiDictProxy
+from yarl import URL
 
 from partner_stream.events import restaurant_id_problem
 from partner_stream.settings import Settings
 
 from . import metrics
+from .aiohttp_patches import release_http_machinery
 from .auth import LEEWAY_SECONDS, AuthError, TabletIdentity, TokenVerifier, token_from_request
 from .connection import Connection, new_connection_id
 from .cors import CorsPolicy
@@ -32,9 +35,10 @@ from .hub import Hub
 from .negotiations import NegotiationRefused, PendingNegotiations
 from .placement import ConfirmOwner, Locate, Owner, OwnerUnreachable, Placement
 from .protocols import NEED_DATA, PlainCodec, RemoteProtocolError, SignalRCodec
-from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, TOKEN_EXPIRED, UNAVAILABLE
+from .protocols.disconnects import BAD_REQUEST, NOT_OWNER, UNAVAILABLE
 from .protocols.messages import HandshakeAccepted, HandshakeRejected, HandshakeRequested
 from .relay import RELAYED_HEADER, Relay, RelayRefused
+from .token_expiry import TokenExpiries
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ class TabletEndpoints:
             per_restaurant=settings.hub_max_negotiations_per_restaurant,
         )
         self.relay = Relay(settings.hub_max_message_bytes)
+        self.expiries = TokenExpiries()
 
     def install(self, web_app: web.Application) -> None:
         router = web_app.router
@@ -83,25 +88,27 @@ class TabletEndpoints:
 
     # -- checks shared by every endpoint ----------------------------------------------------
 
-    def _authorize(self, request: web.Request) -> TabletIdentity:
-        restaurant_id = request.query.get("restaurantId", "").strip()
+    def _authorize(self, request: web.Request, query: MultiDictProxy[str]) -> TabletIdentity:
+        restaurant_id = query.get("restaurantId", "").strip()
         if not restaurant_id:
             raise AuthError(HTTPStatus.BAD_REQUEST, "the restaurantId query parameter is required")
         problem = restaurant_id_problem(restaurant_id)
         if problem is not None:
             raise AuthError(HTTPStatus.BAD_REQUEST, problem)
-        return self.verifier.tablet(token_from_request(request), restaurant_id)
+        return self.verifier.tablet(token_from_request(request, query), restaurant_id)
 
     def _refuse(self, status: HTTPStatus, reason: str, request: web.Request) -> web.Response:
         metrics.REFUSED.labels(status=str(int(status))).inc()
         return Refusal(status, reason).response(self.cors.headers(request))
 
-    def _admission(self, request: web.Request) -> tuple[TabletIdentity, Owner] | web.Response:
+    def _admission(
+        self, request: web.Request, query: MultiDictProxy[str]
+    ) -> tuple[TabletIdentity, Owner] | web.Response:
         """Authenticate and locate the owner (LOCAL or REMOTE), or the refusal to answer with."""
         if not self.cors.allows(request):
             return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed (see PARTNER_STREAM_CORS_ORIGINS)", request)
         try:
-            identity = self._authorize(request)
+            identity = self._authorize(request, query)
         except AuthError as exc:
             return self._refuse(exc.status, exc.reason, request)
         owner = self.locate(identity.restaurant_id)
@@ -118,7 +125,8 @@ class TabletEndpoints:
         return self.cors.preflight(request, "POST, OPTIONS")
 
     async def negotiate(self, request: web.Request) -> web.Response:
-        admitted = self._admission(request)
+        query = _query(request)
+        admitted = self._admission(request, query)
         if isinstance(admitted, web.Response):
             return admitted
         identity, owner = admitted
@@ -129,9 +137,9 @@ class TabletEndpoints:
                 base = await self.confirm_owner(owner.url, identity.restaurant_id)
             except OwnerUnreachable as exc:
                 return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, str(exc), request)
-            query = {k: v for k, v in request.query.items() if k not in {"negotiateVersion", "access_token"}}
-            url = base.with_path(SIGNALR_PATH).with_query(query)
-            body = {"url": str(url), "accessToken": token_from_request(request)}
+            forwarded = {k: v for k, v in query.items() if k not in {"negotiateVersion", "access_token"}}
+            url = base.with_path(SIGNALR_PATH).with_query(forwarded)
+            body = {"url": str(url), "accessToken": token_from_request(request, query)}
             return web.json_response(body, headers=self.cors.headers(request))
         try:
             connection_token = self.negotiations.open(identity.restaurant_id)
@@ -149,32 +157,27 @@ class TabletEndpoints:
     # -- sockets -------------------------------------------------------------------------
 
     async def socket(self, request: web.Request, *, protocol: str) -> web.StreamResponse:
-        """Serve a tablet socket here, relay it to the restaurant's owner, or refuse it before the upgrade."""
-        admitted = self._admission(request)
+        """Serve a tablet socket here, relay it to the restaurant's owner, or refuse it before the upgrade.
+
+        One coroutine from the upgrade to the close: a handler's frames live as long as its socket, so the
+        serving and the read loop are written out here rather than awaited helpers (one frame each per
+        idle tablet), and nothing here keeps what only the admission or one frame needed.
+        """
+        admitted = self._socket_admission(request, protocol)
         if isinstance(admitted, web.Response):
             return admitted
-        identity, owner = admitted
-        if owner.placement is Placement.REMOTE:
+        identity, owner, codec = admitted
+        if codec is None:
             try:
                 return await self.relay.serve(request, owner.url, identity.restaurant_id)  # type: ignore[arg-type]
             except RelayRefused as refused:
                 return self._refuse(HTTPStatus(refused.status), refused.reason, request)
-        if protocol == "plain":
-            return await self._serve(request, identity, PlainCodec(), protocol=protocol)
-        connection_token = request.query.get("id")
-        # Absent for skipNegotiation clients. Bounded before the lookup: no token of ours is longer.
-        if connection_token is not None and (
-            len(connection_token) > MAX_CONNECTION_TOKEN_LENGTH
-            or not self.negotiations.redeem(connection_token, identity.restaurant_id)
-        ):
-            return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
-        return await self._serve(request, identity, SignalRCodec(), protocol=protocol)
-
-    async def _serve(
-        self, request: web.Request, identity: TabletIdentity, codec: SignalRCodec | PlainCodec, *, protocol: str
-    ) -> web.WebSocketResponse:
+        del admitted, owner
         ws = web.WebSocketResponse(max_msg_size=self.settings.hub_max_message_bytes, autoping=True)
         await ws.prepare(request)
+        # Sent with the 101; the response would keep them for the socket's life.
+        ws.headers.clear()
+        release_http_machinery(request, ws)
         connection = Connection(
             ws,
             codec,
@@ -184,30 +187,71 @@ class TabletEndpoints:
             batch_records=protocol == "signalr",
             transport=request.transport,
         )
-        expiry: asyncio.TimerHandle | None = None
+        del codec
+        expiry: list[Any] | None = None
         try:
             if protocol == "signalr" and not await self._signalr_handshake(ws, connection):
                 return ws
             if protocol == "signalr":
                 # Written before anything can be queued: nothing may precede it, and a later
                 # disconnect (which drops queued messages) must not swallow it.
-                await ws.send_str(codec.send(HandshakeAccepted()))
+                await ws.send_str(connection.codec.send(HandshakeAccepted()))
             # Ownership was checked before the upgrade; a rebalance may have finished since (a SignalR
             # client has 15 s to send its handshake). Attaching to a stale owner would mean no pushes ever.
             placement = self.locate(identity.restaurant_id).placement
             if placement is Placement.LOCAL:
                 self.hub.attach(connection)
-                expiry = _close_when_token_expires(connection, identity)
+                expiry = self._close_when_token_expires(connection, identity)
             else:
                 connection.disconnect(NOT_OWNER if placement is Placement.REMOTE else UNAVAILABLE)
-            await self._read_loop(ws, connection)
+            await self._drain(connection)  # records that arrived in the handshake's frame
+            # Not `async for`: its __anext__ would be one more frame per idle tablet. Each message goes
+            # straight to _feed, so this frame does not hold the last one until the next arrives.
+            while self._feed(connection, await ws.receive()):
+                await self._drain(connection)
         finally:
             if expiry is not None:
-                expiry.cancel()
+                self.expiries.cancel(expiry)
             self.hub.detach(connection)
             connection.peer_gone()
             await connection.wait_closed()
         return ws
+
+    def _socket_admission(
+        self, request: web.Request, protocol: str
+    ) -> tuple[TabletIdentity, Owner, SignalRCodec | PlainCodec | None] | web.Response:
+        """The refusal to answer, or the tablet, its owner and the codec to serve it with (None: relay it)."""
+        query = _query(request)
+        admitted = self._admission(request, query)
+        if isinstance(admitted, web.Response):
+            return admitted
+        identity, owner = admitted
+        if owner.placement is Placement.REMOTE:
+            return identity, owner, None
+        if protocol == "plain":
+            return identity, owner, PlainCodec()
+        connection_token = query.get("id")
+        # Absent for skipNegotiation clients. Bounded before the lookup: no token of ours is longer.
+        if connection_token is not None and (
+            len(connection_token) > MAX_CONNECTION_TOKEN_LENGTH
+            or not self.negotiations.redeem(connection_token, identity.restaurant_id)
+        ):
+            return self._refuse(HTTPStatus.NOT_FOUND, "No Connection with that ID", request)
+        return identity, owner, SignalRCodec()
+
+    def _close_when_token_expires(self, connection: Connection, identity: TabletIdentity) -> list[Any] | None:
+        """A token is checked at connect; an open socket must not outlive it.
+
+        The close lets the client reconnect (as ASP.NET's ``CloseOnAuthenticationExpiration``): the SignalR
+        client then calls its ``accessTokenFactory`` again, so a tablet with a renewable token carries on.
+        A client whose token cannot be renewed is refused with 401 on that reconnect.
+        """
+        if identity.expires_at is None:
+            return None
+        # At the end of the verifier's leeway, not at ``exp``: a reconnect with the same token is then refused,
+        # never accepted and closed again at once (a loop for a client that caches its token).
+        delay = max(0.0, float(identity.expires_at) + LEEWAY_SECONDS - time.time())
+        return self.expiries.add(delay, connection)
 
     async def _signalr_handshake(self, ws: web.WebSocketResponse, connection: Connection) -> bool:
         """Read the handshake record; on failure reply with the error and close. Nothing else goes first."""
@@ -235,30 +279,25 @@ class TabletEndpoints:
         connection.mark_received()
         return True
 
-    async def _read_loop(self, ws: web.WebSocketResponse, connection: Connection) -> None:
-        await self._drain(connection)  # records that arrived in the handshake's frame
-        while True:
-            # Not `async for`: its __anext__ would be one more frame per idle tablet. Close and error
-            # messages end the loop below, as they end aiohttp's iterator.
-            message = await ws.receive()
-            if not connection.is_open:
-                if message.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                    continue
-                break
-            connection.mark_received()
-            try:
-                if message.type == WSMsgType.TEXT:
-                    connection.codec.receive_text(message.data)
-                elif message.type == WSMsgType.BINARY:
-                    connection.codec.receive_binary(message.data)
-                else:
-                    break
-            except RemoteProtocolError as exc:
-                metrics.PROTOCOL_ERRORS.labels(protocol=connection.protocol).inc()
-                log.info("%r: protocol error: %s", connection, exc)
-                connection.disconnect(exc.disconnect or BAD_REQUEST)
-                continue
-            await self._drain(connection)
+    def _feed(self, connection: Connection, message: WSMessage) -> bool:
+        """Hand a received message to the codec; False once the socket is done (close, error, other types)."""
+        if not connection.is_open:
+            # Closing: data still arriving is dropped; close and error messages end the loop, as they end
+            # aiohttp's iterator.
+            return message.type in (WSMsgType.TEXT, WSMsgType.BINARY)
+        connection.mark_received()
+        try:
+            if message.type == WSMsgType.TEXT:
+                connection.codec.receive_text(message.data)
+            elif message.type == WSMsgType.BINARY:
+                connection.codec.receive_binary(message.data)
+            else:
+                return False
+        except RemoteProtocolError as exc:
+            metrics.PROTOCOL_ERRORS.labels(protocol=connection.protocol).inc()
+            log.info("%r: protocol error: %s", connection, exc)
+            connection.disconnect(exc.disconnect or BAD_REQUEST)  # the loop goes on until the close
+        return True
 
     async def _drain(self, connection: Connection) -> None:
         while connection.is_open:
@@ -268,16 +307,10 @@ class TabletEndpoints:
             await self.hub.handle(connection, event)
 
 
-def _close_when_token_expires(connection: Connection, identity: TabletIdentity) -> asyncio.TimerHandle | None:
-    """A token is checked at connect; an open socket must not outlive it.
+def _query(request: web.Request) -> MultiDictProxy[str]:
+    """The request's query, parsed afresh rather than with ``request.query``.
 
-    The close lets the client reconnect (as ASP.NET's ``CloseOnAuthenticationExpiration``): the SignalR
-    client then calls its ``accessTokenFactory`` again, so a tablet with a renewable token carries on.
-    A client whose token cannot be renewed is refused with 401 on that reconnect.
+    ``request.query`` caches the parsed pairs (the token among them, 1 KiB) on the request and its URL,
+    which aiohttp keeps for as long as a socket is open. The same parser, on a URL nothing keeps.
     """
-    if identity.expires_at is None:
-        return None
-    # At the end of the verifier's leeway, not at ``exp``: a reconnect with the same token is then refused,
-    # never accepted and closed again at once (a loop for a client that caches its token).
-    delay = max(0.0, float(identity.expires_at) + LEEWAY_SECONDS - time.time())
-    return asyncio.get_running_loop().call_later(delay, connection.disconnect, TOKEN_EXPIRED)
+    return URL.build(query_string=request.rel_url.raw_query_string, encoded=True).query
