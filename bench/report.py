@@ -19,10 +19,12 @@ FLOOR = "floor"
 
 
 def load_results(results_dir: Path) -> dict[str, dict[str, Any]]:
+    """The suite's scenario results; the other benches' files beside them (abuse, drain, ...) have no scenario."""
     found = {}
     for path in sorted(results_dir.glob("*.json")):
         document = json.loads(path.read_text())
-        found[document["scenario"]] = document
+        if "scenario" in document:
+            found[document["scenario"]] = document
     return found
 
 
