@@ -504,12 +504,20 @@ def idle_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     runs = document["runs"]
     rows = []
     last_by_system: dict[str, list[float]] = {}
+    cpu_by_system: dict[str, list[float]] = {}
     for system in (FLOOR, PS):
         group = [r for r in runs if r["system"] == system]
         if not group:
             continue
         idle_last = [p["last_ms"] for r in group for p in r["probes"]]
         last_by_system[system] = idle_last
+        idle_cpu = [
+            p["idle_cpu"]["server_percent_of_core"]
+            for r in group
+            for p in r["probes"]
+            if p.get("idle_cpu", {}).get("server_percent_of_core") is not None
+        ]
+        cpu_by_system[system] = idle_cpu
         rows.append(
             [
                 system,
@@ -517,6 +525,7 @@ def idle_section(document: dict[str, Any], targets: list[list[str]]) -> str:
                 span([r["warm"]["last_ms"] for r in group], 1, " ms"),
                 span([p["first_ms"] for r in group for p in r["probes"]], 1, " ms"),
                 span(idle_last, 1, " ms"),
+                span(idle_cpu, 1, " %") if idle_cpu else "\u2013",
             ]
         )
     diffs = []
@@ -533,14 +542,28 @@ def idle_section(document: dict[str, Any], targets: list[list[str]]) -> str:
             _verdict(ok),
         ]
     )
+    if cpu_by_system.get(PS):
+        tablets = runs[0].get("tablets", 0)
+        targets.append(
+            [
+                f"idle worker CPU, {tablets:,} tablets",
+                "\u2264 5 % of a core",
+                span(cpu_by_system[PS], 1, " % of a core"),
+                _verdict(max(cpu_by_system[PS]) <= 5.0),
+            ]
+        )
     text = [
         "## 5. First push after a long idle period",
         "",
         f"{runs[0].get('idle_seconds', 0):.0f} s with no event at all (tablets connected and pinging), then one "
         "new order for one restaurant; *first*/*last* is the latency to the first/last of that restaurant's "
-        "tablets. *warm* is the same probe right after a few seconds of 100 ev/s.",
+        "tablets. *warm* is the same probe right after a few seconds of 100 ev/s. *server CPU while idle* is the "
+        "server process's CPU over the idle period, in % of one core.",
         "",
-        _table(["system", "warm first", "warm last", "after idle first", "after idle last"], rows),
+        _table(
+            ["system", "warm first", "warm last", "after idle first", "after idle last", "server CPU while idle"],
+            rows,
+        ),
     ]
     return "\n".join(text)
 

@@ -439,9 +439,26 @@ async def idle_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[st
         warm = await probe(0)
         probes = []
         for i in range(cfg.idle_probes):
+            # The idle period itself is measured: what a connected but quiet worker costs (goal: <= 5 % of a core).
+            meter = stack.meter()
+            meter.start()
             await asyncio.sleep(cfg.idle_seconds)
-            probes.append(await probe(i + 1))
-    return {"system": system, "rep": rep, "idle_seconds": cfg.idle_seconds, "warm": warm, "probes": probes}
+            cpu = meter.stop()
+            probed = await probe(i + 1)
+            probed["idle_cpu"] = {
+                "server_percent_of_core": cpu["cpu_percent_of_core"].get(server.name),
+                "broker_percent_of_core": cpu["cpu_percent_of_core"].get("broker"),
+                "box_busy_percent": cpu["box_busy_percent"],
+            }
+            probes.append(probed)
+    return {
+        "system": system,
+        "rep": rep,
+        "idle_seconds": cfg.idle_seconds,
+        "tablets": cfg.idle_tablets,
+        "warm": warm,
+        "probes": probes,
+    }
 
 
 def _min(stats: dict[str, Any]) -> float | None:
