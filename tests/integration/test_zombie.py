@@ -34,6 +34,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,62 @@ def worker(broker: EmbeddedBroker, base: Path, artifacts: Path, app_id: str, nam
     )
 
 
+@dataclass
+class Scenario:
+    """Workers of one app on the proxied broker, a producer, and the order flow once a test starts one."""
+
+    app_id: str
+    workers: list[Worker]
+    producer: AIOKafkaProducer
+    flow: OrderFlow | None = None
+    #: Extra tablets a test watches (stopped with the rest).
+    boards: list[LiveBoard] = field(default_factory=list)
+
+    @property
+    def changelog(self) -> str:
+        return f"{self.app_id}-pending-orders-changelog"
+
+    async def finish(self, broker: EmbeddedBroker, artifacts: Path) -> None:
+        """The flow's final check; on failure the changelog and the order topics are dumped for diagnosis."""
+        assert self.flow is not None
+        try:
+            await self.flow.finish()
+        except AssertionError:
+            topics = (self.changelog, f"{self.app_id}-orders-by-restaurant", self.workers[0].topics.created)
+            for topic in topics:
+                await dump_changelog(broker, topic, artifacts / f"{self.app_id}.{topic}.dump")
+            raise
+
+    async def start(self) -> Cluster:
+        await asyncio.gather(*(each.start() for each in self.workers))
+        cluster = Cluster(self.workers)
+        await cluster.settled()
+        return cluster
+
+
+@contextlib.asynccontextmanager
+async def scenario(
+    broker: EmbeddedBroker, tmp_path: Path, artifacts: Path, prefix: str, names: list[str]
+) -> AsyncIterator[Scenario]:
+    """Built, not started (a test may set a worker's environment first); stopped whatever happens."""
+    app_id = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    workers = [worker(broker, tmp_path, artifacts, app_id, name) for name in names]
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id=f"test-producer-{app_id}")
+    await producer.start()
+    run = Scenario(app_id, workers, producer)
+    try:
+        yield run
+    finally:
+        if run.flow is not None:
+            await run.flow.close()
+        for board in run.boards:
+            await board.stop()
+        await producer.stop()
+        for each in workers:
+            if each.process is not None and each.process.poll() is None:
+                await each.stop()
+
+
 async def status(worker: Worker) -> dict[str, Any]:
     code, body = await worker.get_json("/api/worker/status")
     assert code == 200, body
@@ -87,20 +144,12 @@ async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_nev
     proxied: tuple[EmbeddedBroker, FaultProxy], tmp_path: Path, artifacts_dir: Path, cut: str
 ) -> None:
     broker, proxy = proxied
-    app_id = f"ps-zombie-{uuid.uuid4().hex[:6]}"
-    w1 = worker(broker, tmp_path, artifacts_dir, app_id, "w1")
-    w2 = worker(broker, tmp_path, artifacts_dir, app_id, "w2")
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer")
-    await producer.start()
-    await asyncio.gather(w1.start(), w2.start())
-    cluster = Cluster([w1, w2])
-    flow: OrderFlow | None = None
-    boards_via_w1: list[LiveBoard] = []
-    try:
-        await cluster.settled()
+    async with scenario(broker, tmp_path, artifacts_dir, "ps-zombie", ["w1", "w2"]) as run:
+        w1, w2 = run.workers
+        cluster = await run.start()
         owners = restaurants_on_every_partition(w1.partitions)
-        flow = OrderFlow(w2, producer, owners)  # its tablets connect through w2
-        boards_via_w1 = [LiveBoard(w1.base_url, r).start() for r in owners]
+        run.flow = flow = OrderFlow(w2, run.producer, owners)  # its tablets connect through w2
+        run.boards = boards_via_w1 = [LiveBoard(w1.base_url, r).start() for r in owners]
         await orders_over(flow, seconds=1, at_least=4)  # records buffered at the cut, for the fence to drop
         await flow.boards_caught_up()
         assert proxy.bytes_from["w1"] > 0 and proxy.bytes_from["w2"] > 0  # both really talk through the proxy
@@ -149,12 +198,7 @@ async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_nev
                 await probes
 
         await cluster.settled(timeout=120)
-        try:
-            await flow.finish()
-        except AssertionError:
-            for topic in (f"{app_id}-pending-orders-changelog", f"{app_id}-orders-by-restaurant", w1.topics.created):
-                await dump_changelog(broker, topic, artifacts_dir / f"{app_id}.{topic}.dump")
-            raise
+        await run.finish(broker, artifacts_dir)
         for board in boards_via_w1:
             await board.wait_for_orders(set(flow.published[board.restaurant]), exact=True, timeout=90)
 
@@ -164,7 +208,7 @@ async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_nev
             a for a in answers if fenced_after is not None and fenced_after <= a[0] < healed_after and a[1] == 200
         ]
         assert not served_while_fenced, served_while_fenced
-        effective, raw = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        effective, raw = await changelog_regressions(broker, run.changelog)
         assert effective == 0
         if cut != "silent":  # held bytes of a silent cut reach the broker on healing: one request in flight
             assert raw == 0, "w1 sent changelog records it had buffered before the fence"
@@ -175,15 +219,6 @@ async def test_a_worker_cut_off_from_kafka_fences_itself_and_its_late_writes_nev
             f"changelog records older than their key's newest: {raw} (skipped by every reader); "
             f"w1 dropped buffered changelog records {w1.log_path.read_text().count('fenced: dropped')} time(s)"
         )
-    finally:
-        if flow is not None:
-            await flow.close()
-        for board in boards_via_w1:
-            await board.stop()
-        await producer.stop()
-        for each in (w1, w2):
-            if each.process is not None and each.process.poll() is None:
-                await each.stop()
 
 
 @pytest.mark.timeout(300)
@@ -194,19 +229,12 @@ async def test_a_worker_that_stays_fenced_exits_and_its_restart_rebuilds_the_tab
     limit it exits with code 1 (a supervisor restarts it), and the restarted process, which no longer knows it
     was fenced, still replays the whole changelog instead of trusting an offset a late flush could have moved."""
     broker, proxy = proxied
-    app_id = f"ps-stuck-{uuid.uuid4().hex[:6]}"
-    w1 = worker(broker, tmp_path, artifacts_dir, app_id, "s1")
-    w2 = worker(broker, tmp_path, artifacts_dir, app_id, "s2")
-    w1.extra_env["PARTNER_STREAM_FENCE_RESTART_AFTER"] = "5"
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer-stuck")
-    await producer.start()
-    await asyncio.gather(w1.start(), w2.start())
-    cluster = Cluster([w1, w2])
-    flow: OrderFlow | None = None
-    try:
-        await cluster.settled()
+    async with scenario(broker, tmp_path, artifacts_dir, "ps-stuck", ["s1", "s2"]) as run:
+        w1, w2 = run.workers
+        w1.extra_env["PARTNER_STREAM_FENCE_RESTART_AFTER"] = "5"
+        cluster = await run.start()
         owners = restaurants_on_every_partition(w1.partitions)
-        flow = OrderFlow(w2, producer, owners)
+        run.flow = flow = OrderFlow(w2, run.producer, owners)
         await flow.boards_caught_up()
         proxy.cut("s1")
         assert w1.process is not None
@@ -220,16 +248,9 @@ async def test_a_worker_that_stays_fenced_exits_and_its_restart_rebuilds_the_tab
         proxy.heal("s1")
         await w1.start()
         await cluster.settled(timeout=120)
-        await flow.finish()
-        effective, _ = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        await run.finish(broker, artifacts_dir)
+        effective, _ = await changelog_regressions(broker, run.changelog)
         assert effective == 0
-    finally:
-        if flow is not None:
-            await flow.close()
-        await producer.stop()
-        for each in (w1, w2):
-            if each.process is not None and each.process.poll() is None:
-                await each.stop()
 
 
 @pytest.mark.timeout(300)
@@ -240,16 +261,11 @@ async def test_a_lone_worker_cut_off_loses_no_order_when_it_heals(
     heals it rejoins, rebuilds its table from the changelog and reads the cut's backlog. Tablets closed by the
     fence reconnect to it and end with every order."""
     broker, proxy = proxied
-    app_id = f"ps-lone-{uuid.uuid4().hex[:6]}"
-    w1 = worker(broker, tmp_path, artifacts_dir, app_id, "l1")
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer-lone")
-    await producer.start()
-    await w1.start()
-    flow: OrderFlow | None = None
-    try:
-        await Cluster([w1]).settled()
+    async with scenario(broker, tmp_path, artifacts_dir, "ps-lone", ["l1"]) as run:
+        (w1,) = run.workers
+        cluster = await run.start()
         owners = restaurants_on_every_partition(w1.partitions)
-        flow = OrderFlow(w1, producer, owners)
+        run.flow = flow = OrderFlow(w1, run.producer, owners)
         await orders_over(flow, seconds=1, at_least=2)
         await flow.boards_caught_up()
         proxy.cut("l1")
@@ -261,17 +277,11 @@ async def test_a_lone_worker_cut_off_loses_no_order_when_it_heals(
         )
         await orders_over(flow, seconds=max(10.0, HOLD_CUT_SECONDS), at_least=3)
         proxy.heal("l1")
-        await Cluster([w1]).settled(timeout=120)
-        await flow.finish()
-        effective, raw = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        await cluster.settled(timeout=120)
+        await run.finish(broker, artifacts_dir)
+        effective, raw = await changelog_regressions(broker, run.changelog)
         assert effective == 0 and raw == 0
         assert w1.process is not None and w1.process.poll() is None, "the worker exited: " + w1.log_tail()
-    finally:
-        if flow is not None:
-            await flow.close()
-        await producer.stop()
-        if w1.process is not None and w1.process.poll() is None:
-            await w1.stop()
 
 
 @pytest.mark.timeout(420)
@@ -281,33 +291,20 @@ async def test_owners_killed_again_and_again_lose_no_order(
     """SIGKILL loops: owners are killed in turn while orders flow, and started again from their data dirs. The
     first worker stays up: the flow's tablets and negotiations go through it."""
     broker, _ = proxied
-    app_id = f"ps-kills-{uuid.uuid4().hex[:6]}"
-    workers = [worker(broker, tmp_path, artifacts_dir, app_id, f"k{n}") for n in (0, 1, 2)]
-    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, client_id="test-producer-kills")
-    await producer.start()
-    await asyncio.gather(*(w.start() for w in workers))
-    cluster = Cluster(workers)
-    flow: OrderFlow | None = None
-    try:
-        await cluster.settled()
+    async with scenario(broker, tmp_path, artifacts_dir, "ps-kills", ["k0", "k1", "k2"]) as run:
+        workers = run.workers
+        cluster = await run.start()
         owners = restaurants_on_every_partition(workers[0].partitions)
-        flow = OrderFlow(workers[0], producer, owners)  # its tablets connect through the first worker
+        run.flow = flow = OrderFlow(workers[0], run.producer, owners)  # its tablets connect through the first worker
         for victim in (workers[1], workers[2], workers[1]):
             await orders_over(flow, seconds=2, at_least=2)
             await victim.kill()
             await orders_over(flow, seconds=2, at_least=2)  # orders go on while it is down
             await victim.start()
             await cluster.settled(timeout=120)
-        await flow.finish()
-        effective, _ = await changelog_regressions(broker, f"{app_id}-pending-orders-changelog")
+        await run.finish(broker, artifacts_dir)
+        effective, _ = await changelog_regressions(broker, run.changelog)
         assert effective == 0
-    finally:
-        if flow is not None:
-            await flow.close()
-        await producer.stop()
-        for each in workers:
-            if each.process is not None and each.process.poll() is None:
-                await each.stop()
 
 
 #: How long a cut is held after the takeover (PS_ZOMBIE_HOLD_CUT; the default suite holds it for the first orders).
