@@ -101,10 +101,12 @@ class TabletEndpoints:
         metrics.REFUSED.labels(status=str(int(status))).inc()
         return Refusal(status, reason).response(self.cors.headers(request))
 
-    def _admission(
-        self, request: web.Request, query: MultiDictProxy[str]
-    ) -> tuple[TabletIdentity, Owner] | web.Response:
-        """Authenticate and locate the owner (LOCAL or REMOTE), or the refusal to answer with."""
+    def _admission(self, request: web.Request) -> tuple[TabletIdentity, Owner, MultiDictProxy[str]] | web.Response:
+        """Authenticate and locate the owner (LOCAL or REMOTE), or the refusal to answer with.
+
+        Also returns the parsed query (:func:`_query`: not cached on the request, which a socket keeps).
+        """
+        query = _query(request)
         if not self.cors.allows(request):
             return self._refuse(HTTPStatus.FORBIDDEN, "origin not allowed (see PARTNER_STREAM_CORS_ORIGINS)", request)
         try:
@@ -117,7 +119,7 @@ class TabletEndpoints:
         if owner.placement is Placement.REMOTE and RELAYED_HEADER in request.headers:
             # The relaying worker's map and ours disagree: ownership is moving. Never bounce back.
             return self._refuse(HTTPStatus.SERVICE_UNAVAILABLE, "the restaurant is changing workers", request)
-        return identity, owner
+        return identity, owner, query
 
     # -- SignalR negotiate ------------------------------------------------------------------
 
@@ -125,11 +127,10 @@ class TabletEndpoints:
         return self.cors.preflight(request, "POST, OPTIONS")
 
     async def negotiate(self, request: web.Request) -> web.Response:
-        query = _query(request)
-        admitted = self._admission(request, query)
+        admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
-        identity, owner = admitted
+        identity, owner, query = admitted
         if owner.placement is Placement.REMOTE:
             # SignalR's redirect: the client re-negotiates at `url` with `accessToken` as its bearer.
             assert owner.url is not None
@@ -221,11 +222,10 @@ class TabletEndpoints:
         self, request: web.Request, protocol: str
     ) -> tuple[TabletIdentity, Owner, SignalRCodec | PlainCodec | None] | web.Response:
         """The refusal to answer, or the tablet, its owner and the codec to serve it with (None: relay it)."""
-        query = _query(request)
-        admitted = self._admission(request, query)
+        admitted = self._admission(request)
         if isinstance(admitted, web.Response):
             return admitted
-        identity, owner = admitted
+        identity, owner, query = admitted
         if owner.placement is Placement.REMOTE:
             return identity, owner, None
         if protocol == "plain":
