@@ -19,7 +19,7 @@ from partner_stream_tables.storage import create_table
 from . import event_loop
 from .client_logs import limit_library_logs
 from .disk import FreeSpaceWatch
-from .faust_patches import check_versions, connection, transport
+from .faust_patches import check_versions, connection, offset_holes, transport
 from .fencing import Fence
 from .settings import ENV_PREFIX, Settings, get_settings
 
@@ -114,6 +114,8 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     app._route_installers = []
     app.service_settings = settings
     app.fetch_max_wait_ms = fetch_wait
+    # Tansu shows an offset before it stores its batch; a fetch must wait for it (faust_patches/offset_holes.py).
+    app.offset_hole_grace = offset_holes.DEFAULT_HOLE_GRACE if settings.embedded else None
     app.free_space = FreeSpaceWatch(lambda: Path(app.conf.datadir), settings.disk_low_free_mb)
     # The limit is set from Faust's session timeout once the worker runs (runtime.watch_heartbeats).
     app.fence = Fence(silence_limit=float("inf"))

@@ -69,6 +69,16 @@ CHANGELOG_RECORDS_DROPPED = Counter(
     "partner_stream_changelog_records_dropped_total",
     "Changelog records a fenced worker had buffered and dropped instead of sending them after the new owner's.",
 )
+OFFSET_HOLES = Counter(
+    "partner_stream_broker_offset_holes_total",
+    "Embedded broker only: offsets a fetch skipped because the broker had not stored them yet "
+    "(partner_stream/faust_patches/offset_holes.py), by outcome: `waited` (fetched again), `filled` "
+    "(then read), `skipped` (never stored; read on after the grace).",
+    ["outcome"],
+)
+OFFSET_HOLES_WAITED = OFFSET_HOLES.labels(outcome="waited")
+OFFSET_HOLES_FILLED = OFFSET_HOLES.labels(outcome="filled")
+OFFSET_HOLES_SKIPPED = OFFSET_HOLES.labels(outcome="skipped")
 REBALANCES = Counter("partner_stream_rebalances_total", "Partition rebalances this worker took part in.")
 #: EVENTS_APPLIED's children, bound once per label value: ``labels()`` takes a lock and validates.
 events_applied = cache(EVENTS_APPLIED.labels)

@@ -8,21 +8,31 @@ import pytest
 from pydantic import ValidationError
 
 from partner_stream.app import create_app, embedded_broker_overrides
+from partner_stream.faust_patches import offset_holes
 from partner_stream.faust_patches.transport import TunedFetchTransport
 from partner_stream.settings import DEV_JWT_SECRET, BrokerProfile, Settings, SettingsRefused, get_settings
 
 
-def worker_fetch_wait_ms(settings: Settings) -> int:
+def worker_consumer(settings: Settings) -> tuple[int, bool]:
+    """The worker consumer's fetch wait, and whether its fetch stops at offset holes (then put back)."""
     app = create_app(settings)
 
-    async def build() -> int:
+    async def build() -> tuple[int, bool]:
         consumer = app.consumer._thread._create_worker_consumer(app.transport)
         try:
-            return consumer._fetch_max_wait_ms
+            return consumer._fetch_max_wait_ms, offset_holes.installed()
         finally:
             await consumer.stop()
 
-    return asyncio.run(build())
+    offset_holes.uninstall()
+    try:
+        return asyncio.run(build())
+    finally:
+        offset_holes.uninstall()
+
+
+def worker_fetch_wait_ms(settings: Settings) -> int:
+    return worker_consumer(settings)[0]
 
 
 def test_real_kafka_profile_keeps_faust_defaults() -> None:
@@ -35,7 +45,7 @@ def test_real_kafka_profile_keeps_faust_defaults() -> None:
     assert isinstance(app.transport, TunedFetchTransport)
     assert app.conf.producer_max_batch_size != 1
     assert app.conf.broker_session_timeout != embedded_broker_overrides()["broker_session_timeout"]
-    assert worker_fetch_wait_ms(Settings()) == 1500
+    assert worker_consumer(Settings()) == (1500, False)  # Kafka's gaps are legitimate: no wait for holes
 
 
 def test_embedded_profile_applies_tansu_workarounds_and_short_fetch_wait() -> None:
@@ -44,7 +54,7 @@ def test_embedded_profile_applies_tansu_workarounds_and_short_fetch_wait() -> No
     assert app.conf.producer_max_batch_size == 1
     assert app.conf.broker_session_timeout == 6.0
     assert isinstance(app.transport, TunedFetchTransport)
-    assert worker_fetch_wait_ms(settings) == 5
+    assert worker_consumer(settings) == (5, True)  # and its fetch waits for unstored offsets
 
 
 def test_fetch_wait_setting_applies_to_a_real_cluster_only_when_asked() -> None:

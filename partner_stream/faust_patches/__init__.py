@@ -13,6 +13,9 @@ and the modules' own tests.
   heartbeat; and ``request_rejoin`` from the main thread. Tested in tests/test_fencing.py.
 - ``producer``, aiokafka's ``MessageAccumulator.drain_by_nodes``: a fenced worker drops the
   changelog records it buffered instead of sending them late. Tested in tests/test_fenced_writes.py.
+- ``offset_holes``, aiokafka's ``PartitionRecords`` (embedded broker only): Tansu shows a batch's offset
+  before it stores the batch, and a fetch in between stepped over it for good; the fetch now stops at the
+  hole and asks again. Tested in tests/test_offset_holes.py and tests/integration/test_offset_holes_on_tansu.py.
 - ``transport``'s consumer ``_commit``: nothing is committed while the worker holds its writes.
 - ``connection``, aiokafka's ``AIOKafkaConnection.send``: uvloop's RuntimeError on a closed transport is
   a broken connection (retried), not a crash of the Fetcher. Tested in tests/test_faust_patches.py.

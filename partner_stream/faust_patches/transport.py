@@ -1,6 +1,6 @@
 """The Faust Kafka transport of the worker's consumer: a fetch that cannot swallow a partition's backlog.
 
-Three changes to faust-streaming 0.15.3's aiokafka consumer, and nothing else (producers
+Four changes to faust-streaming 0.15.3's aiokafka consumer, and nothing else (producers
 and every other setting stay stock Faust). It is registered under its own URL scheme and used
 for the consumer (``broker_consumer``) on every profile.
 
@@ -17,6 +17,8 @@ for the consumer (``broker_consumer``) on every profile.
   harmless on Apache Kafka, whose long poll returns as soon as data arrives, but the embedded
   Tansu broker only re-polls after sleeping half the remaining wait, so every hop costs up to
   0.75 s.
+* **On the embedded broker, a fetch stops at an offset the broker has not stored yet** instead of
+  stepping over it for good (offset_holes.py).
 * **No commit while the worker holds its writes** (partner_stream/fencing.py). A fenced worker
   leaves events unapplied and drops changelog records it had buffered (producer.py); their
   offsets must stay uncommitted, so that whoever owns the partition next reads them again.
@@ -35,6 +37,8 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from yarl import URL
 
+from . import offset_holes
+
 SCHEME = "partner-kafka"
 _KAFKA_SCHEMES = {"kafka", "aiokafka"}
 
@@ -46,6 +50,9 @@ class TunedFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if wait_ms is not None:
             # aiokafka reads this attribute when the consumer starts and builds its Fetcher.
             consumer._fetch_max_wait_ms = int(wait_ms)
+        hole_grace = getattr(self.app, "offset_hole_grace", None)
+        if hole_grace is not None and not offset_holes.installed():
+            offset_holes.install(hole_grace)
         return consumer
 
     async def _fetch_records(
