@@ -25,7 +25,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from partner_stream_tables.storage import StorageWriteFailed
+from partner_stream_tables.storage import StorageWriteFailed, WritesHeld
 from partner_stream_tables.transitions import Change, Outcome, apply_event
 
 from . import metrics, routing
@@ -199,6 +199,9 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
             pending_orders.write(outcome, generation, partition)
         except StorageWriteFailed as exc:
             refused = exc
+        except WritesHeld:  # fenced since the check above: read again after the rejoin, never dead-lettered
+            metrics.EVENTS_LEFT_WHILE_FENCED.inc()
+            return
     if refused is not None:
         retried = await write_when_the_store_recovers(order_event, generation, partition, refused)
         if retried is None:

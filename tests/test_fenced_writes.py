@@ -20,6 +20,7 @@ from partner_stream.faust_patches.producer import DroppedWhileFenced, drop_chang
 from partner_stream.faust_patches.transport import TunedFetchConsumer
 from partner_stream.fencing import Fence
 from partner_stream_tables.memory import MemoryTable
+from partner_stream_tables.storage import WritesHeld
 from tests.test_agents import DeadLetters, internal_created
 
 CHANGELOG = TopicPartition("ps-pending-orders-changelog", 3)
@@ -119,6 +120,23 @@ async def test_a_fenced_worker_applies_forwards_and_dead_letters_nothing(monkeyp
     table.writes_held = lambda: False
     await agents.handle_internal(internal_created("o1"))  # read again after the rebuild: applied then
     assert [o.order_id for o in table.state_of("42").pending] == ["o1"]
+
+
+async def test_a_fence_between_the_check_and_the_write_leaves_the_event_for_the_rejoin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table refuses the write (WritesHeld): the event is left like any other, never dead-lettered as poison."""
+
+    class FencedAtTheWrite(MemoryTable):
+        def write(self, outcome: Any, generation: int = 0, partition: int = 0) -> None:
+            raise WritesHeld("fenced")
+
+    dead_letters = DeadLetters()
+    monkeypatch.setattr(agents, "pending_orders", FencedAtTheWrite())
+    monkeypatch.setattr(agents, "dead_letter_topic", dead_letters)
+    before = left_while_fenced()
+    await agents.handle_internal(internal_created("o1"))
+    assert dead_letters.sent == [] and left_while_fenced() == before + 1
 
 
 def test_heartbeats_back_without_a_rebalance_ask_for_one(monkeypatch: pytest.MonkeyPatch) -> None:
