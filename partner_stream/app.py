@@ -114,6 +114,7 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     app._route_installers = []
     app.service_settings = settings
     app.fetch_max_wait_ms = fetch_wait
+    app.paced_fetch = settings.paced_fetch
     # Tansu shows an offset before it stores its batch; a fetch must wait for it (faust_patches/offset_holes.py).
     app.offset_hole_grace = offset_holes.DEFAULT_HOLE_GRACE if settings.embedded else None
     app.free_space = FreeSpaceWatch(lambda: Path(app.conf.datadir), settings.disk_low_free_mb)

@@ -247,6 +247,11 @@ class Settings(BaseSettings):
             return self.fetch_max_wait_ms
         return EMBEDDED_FETCH_MAX_WAIT_MS if self.embedded else None
 
+    @property
+    def paced_fetch(self) -> bool:
+        """Embedded broker, wait not set: 5 ms while records flow, 50 ms when idle (faust_patches/fetch_pace.py)."""
+        return self.embedded and self.fetch_max_wait_ms is None
+
 
 #: Tansu's fetch does not wake on produce, so the long poll is pure latency; 5 ms
 #: measured best on a 2-core machine (latency vs. idle polling CPU).

@@ -16,6 +16,8 @@ and the modules' own tests.
 - ``offset_holes``, aiokafka's ``PartitionRecords`` (embedded broker only): Tansu shows a batch's offset
   before it stores the batch, and a fetch in between stepped over it for good; the fetch now stops at the
   hole and asks again. Tested in tests/test_offset_holes.py and tests/integration/test_offset_holes_on_tansu.py.
+- ``fetch_pace``, aiokafka's ``Fetcher`` request building and response handling (embedded broker only):
+  the fetch wait is 5 ms while records flow and 50 ms when idle. Tested in tests/test_fetch_pace.py.
 - ``transport``'s consumer ``_commit``: nothing is committed while the worker holds its writes.
 - ``connection``, aiokafka's ``AIOKafkaConnection.send``: uvloop's RuntimeError on a closed transport is
   a broken connection (retried), not a crash of the Fetcher. Tested in tests/test_faust_patches.py.
