@@ -16,11 +16,9 @@ import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from prometheus_client.parser import text_string_to_metric_families
 
 from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker
@@ -135,9 +133,5 @@ async def test_a_full_disk_pauses_processing_and_loses_no_order(
 
 
 async def gauge(worker: Worker, name: str) -> float | None:
-    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/metrics") as response:
-        text = await response.text()
-    for family in text_string_to_metric_families(text):
-        if family.name == name:
-            return family.samples[0].value
-    return None
+    samples = await worker.metric_samples(name)
+    return samples[0].value if samples else None

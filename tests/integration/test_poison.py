@@ -21,7 +21,6 @@ from partner_stream.events import EventKind, InvalidEvent, decode_upstream
 from tests.conftest import restaurant_id
 from tests.integration.test_stream_core import (
     created,
-    metric_samples,
     pending,
     publish,
     read_dead_letter,
@@ -154,7 +153,7 @@ async def test_ten_thousand_hostile_events_lose_no_good_order_and_crash_nothing(
         await wait_for_orders(shared_worker, restaurant, sorted(expected[restaurant]), timeout=180)
     dead = await count_dead_letters(broker, shared_worker.topics.dead_letter, f"fuzz-{run}-".encode(), refused)
     assert dead == refused
-    assert not await metric_samples(shared_worker, "partner_stream_poison_events")
+    assert not await shared_worker.metric_samples("partner_stream_poison_events")
     assert_alive(shared_worker)
     assert "Traceback" not in shared_worker.log_path.read_text()
 

@@ -6,12 +6,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from prometheus_client.parser import text_string_to_metric_families
 
 from partner_stream.dev.broker import EmbeddedBroker
 from tests.conftest import new_worker, restaurant_id
@@ -148,28 +146,15 @@ def key_on_other_partition(restaurant: str, partitions: int) -> bytes:
     raise AssertionError("no key found")
 
 
-async def metric_samples(worker: Worker, family_name: str) -> list[Any]:
-    """The ``_total`` samples of one counter family on the worker's /metrics page."""
-    async with aiohttp.ClientSession() as session, session.get(f"{worker.base_url}/metrics") as response:
-        text = await response.text()
-    return [
-        sample
-        for family in text_string_to_metric_families(text)
-        if family.name == family_name
-        for sample in family.samples
-        if sample.name.endswith("_total")
-    ]
-
-
 async def routed_events(worker: Worker) -> dict[str, float]:
     routed = {"direct": 0.0, "rekeyed": 0.0}
-    for sample in await metric_samples(worker, "partner_stream_events_routed"):
+    for sample in await worker.metric_samples("partner_stream_events_routed"):
         routed[sample.labels["route"]] = sample.value
     return routed
 
 
 async def applied_events(worker: Worker, *, kind: str, changed: bool) -> float:
-    samples = await metric_samples(worker, "partner_stream_events_applied")
+    samples = await worker.metric_samples("partner_stream_events_applied")
     wanted = {"kind": kind, "changed": str(changed)}
     return sum(s.value for s in samples if s.labels == wanted)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from partner_stream.dev.broker import free_port
 from partner_stream.dev.local import WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
@@ -130,6 +131,18 @@ class Worker:
 
     def log_tail(self, lines: int = 60) -> str:
         return log_tail(self.log_path, lines)
+
+    async def metric_samples(self, family_name: str) -> list[Any]:
+        """The samples of one metric family on the worker's /metrics page (of a counter, the ``_total`` ones)."""
+        async with aiohttp.ClientSession() as session, session.get(f"{self.base_url}/metrics") as response:
+            text = await response.text()
+        return [
+            sample
+            for family in text_string_to_metric_families(text)
+            if family.name == family_name
+            for sample in family.samples
+            if family.type != "counter" or sample.name.endswith("_total")
+        ]
 
     async def get_json(self, path: str, *, token: str | None = None) -> tuple[int, Any]:
         """GET with an operator token (or the given one; "" for none)."""
