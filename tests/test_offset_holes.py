@@ -74,7 +74,7 @@ def test_a_fetch_stops_at_a_missing_offset_and_the_next_fetch_asks_for_it() -> N
 
 
 def test_a_hole_right_at_the_fetch_offset_returns_nothing_and_keeps_the_position() -> None:
-    # Tansu answers a fetch at 12 with the batch before it (dropped by the client) and what it has after 12.
+    # A fetch at 12 that finds 13 stored but not 12: nothing to hand over, and the next fetch asks for 12 again.
     holes = HoleWatch(grace=5.0, clock=Clock())
     assert read(holes, fetched(batch(11), batch(13)), 12) == ([], 12)
 
@@ -105,6 +105,17 @@ def test_a_hole_never_filled_is_stepped_over_after_the_grace(caplog: pytest.LogC
         assert read(holes, fetched(batch(13), batch(14)), 11) == ([13, 14], 15)
     assert count("skipped") == skipped + 1
     assert "never stored offsets 11-12 of ps-orders-by-restaurant[3]" in caplog.text
+
+
+def test_a_fetch_read_late_is_timed_by_when_it_was_received() -> None:
+    """Faust can leave a fetched result unread for seconds; the hole may have been filled since it came."""
+    clock = Clock()
+    holes = HoleWatch(grace=5.0, clock=clock)
+    assert read(holes, fetched(batch(10), batch(12)), 10) == ([10], 11)
+    clock.now += 0.1
+    received = partition_records_for(holes)(TP, fetched(batch(12)), [], 11, None, None, True, 0)
+    clock.now += 6.0  # read now, 6.1 s after the hole was first seen
+    assert [record.offset for record in received] == [] and received.next_fetch_offset == 11
 
 
 def test_a_second_hole_waits_its_own_grace() -> None:

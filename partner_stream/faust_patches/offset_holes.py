@@ -13,7 +13,9 @@ On that broker a partition's offsets have no legitimate gap: nothing is compacte
 transactions or control batches. So here a fetched partition's records stop at the first missing offset
 and the position stays on it: the next fetch asks for it again, and gets it once the broker has stored
 it (within milliseconds). A hole still open after the grace is a batch the broker never stored; it is
-stepped over with a warning, so that no partition can stall for good.
+stepped over with a warning. (A hole with nothing stored after it yet looks like the end of the partition:
+the fetch waits there, as aiokafka always did.) While a hole is open the consumer fetches again at once and
+the broker answers at once: a tight loop, for the milliseconds a hole normally lasts.
 
 Apache Kafka only shows an offset below its high watermark once the batch is written, and its gaps
 (compaction, transaction markers) are legitimate: this is installed for the embedded broker only.
@@ -53,15 +55,23 @@ class HoleWatch:
             del self._open[tp]
             metrics.OFFSET_HOLES_FILLED.inc()
 
-    def may_step_over(self, tp: Any, missing: int, next_stored: int) -> bool:
-        """Offsets ``missing`` .. ``next_stored - 1`` of ``tp`` were not in the fetch: wait, or give up on them?"""
-        now = self._clock()
+    def fetched(self) -> float:
+        """The time a fetch response is received at (its records may be read much later)."""
+        return self._clock()
+
+    def may_step_over(self, tp: Any, missing: int, next_stored: int, fetched_at: float) -> bool:
+        """Offsets ``missing`` .. ``next_stored - 1`` of ``tp`` were not in a fetch received at ``fetched_at``:
+        wait, or give up on them?
+
+        Timed by when the fetches were received, not read: Faust can leave a fetched result unread for seconds
+        (a full stream buffer, a paused partition), and the offset may have been stored meanwhile.
+        """
         hole = self._open.get(tp)
         if hole is None or hole[0] != missing:
-            self._open[tp] = (missing, now)
+            self._open[tp] = (missing, fetched_at)
             metrics.OFFSET_HOLES_WAITED.inc()
             return False
-        if now - hole[1] < self.grace:
+        if fetched_at - hole[1] < self.grace:
             return False
         del self._open[tp]
         metrics.OFFSET_HOLES_SKIPPED.inc()
@@ -71,7 +81,7 @@ class HoleWatch:
             next_stored - 1,
             tp.topic,
             tp.partition,
-            now - hole[1],
+            fetched_at - hole[1],
         )
         return True
 
@@ -84,6 +94,7 @@ class RecordsUpToAHole:
         self._tp = tp
         self._expected = fetch_offset
         self._holes = holes
+        self._fetched_at = holes.fetched()  # built as the response is handled: when it was received
         self._peeked: Any = None
         self._ended = False
 
@@ -103,7 +114,7 @@ class RecordsUpToAHole:
             return None
         batch = self._records.next_batch()
         if batch.base_offset > self._expected and not self._holes.may_step_over(
-            self._tp, self._expected, batch.base_offset
+            self._tp, self._expected, batch.base_offset, self._fetched_at
         ):
             self._ended = True  # the position stays on the hole: the next fetch asks for it again
             return None
