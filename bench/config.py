@@ -53,6 +53,9 @@ class Config:
     #: grace (measured: 1,000 ev/s offered, 730 pushed, p50 1 s). A worker that keeps up is only its latency
     #: behind at that moment (~1 % of a 5 s step).
     keep_up_share: float = 0.95
+    #: A step counts only if processes the suite did not start used at most this share of the box meanwhile
+    #: (issue #14: a run on a busy box measures the box, not the worker).
+    max_others_share: float = 0.20
 
     # 3. idle tablet memory
     memory_tablets: list[int] = field(default_factory=lambda: [1000, 5000, 10000, 20000])

@@ -307,6 +307,22 @@ def latency_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     return "\n".join(text)
 
 
+def throughput_target_of_issue_14(runs: list[dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
+    """>= 2,000 ev/s with 1,000 tablets, counted only on a quiet box, with the worker's CPU share said."""
+    tablets = runs[0]["tablets"] if runs else 0
+    valid = [r for r in runs if r.get("valid", False)]
+    limit = cfg.get("max_others_share", 0.2)
+    goal = f"\u2265 2,000 ev/s, {tablets:,} tablets, others \u2264 {100 * limit:.0f} % of the box"
+    if not valid:
+        return ["sustained events/s, quiet box (#14)", goal, f"no valid run of {len(runs)}", _verdict(None)]
+    rates = [r["sustained_rate"] for r in valid]
+    measured = (
+        f"{span(rates, 0, ' ev/s')} ({len(valid)} of {len(runs)} runs valid); worker "
+        f"{span([r.get('worker_cpu_at_sustained') for r in valid], 0, ' %')} of a core at that rate"
+    )
+    return ["sustained events/s, quiet box (#14)", goal, measured, _verdict(tablets >= 1000 and min(rates) >= 2000)]
+
+
 def throughput_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     runs = document["runs"]
     rows = []
@@ -324,7 +340,7 @@ def throughput_section(document: dict[str, Any], targets: list[list[str]]) -> st
                     _num(step["p99_ms"]),
                     _num(step["cpu"]["cpu_percent_of_core"].get("worker"), 0),
                     _num(step["cpu"]["other_processes_percent_of_core"], 0),
-                    "yes" if step["sustained"] else "**no**",
+                    ("yes" if step["sustained"] else "**no**") + ("" if step.get("valid", True) else " (box busy)"),
                 ]
             )
     sustained = [r["sustained_rate"] for r in runs]
@@ -333,6 +349,7 @@ def throughput_section(document: dict[str, Any], targets: list[list[str]]) -> st
     targets.append(
         ["sustained events/s per worker", "\u2265 5,000", span(sustained, 0, " ev/s"), _verdict(worst >= 5000)]
     )
+    targets.append(throughput_target_of_issue_14(runs, document["meta"]["config"]))
     cfg = document["meta"]["config"]
     text = [
         "## 2. Sustained throughput per worker",

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -245,6 +246,7 @@ async def throughput_run(cfg: Config, log_dir: Path, rep: int) -> dict[str, Any]
             share = got / expected if expected else 1.0
             kept_up = in_step / expected if expected else 1.0
             sustained = share >= cfg.sustained_share and kept_up >= cfg.keep_up_share
+            others_share = cpu["other_processes_percent_of_core"] / (100.0 * (os.cpu_count() or 1))
             steps.append(
                 {
                     "offered_rate": rate,
@@ -257,12 +259,14 @@ async def throughput_run(cfg: Config, log_dir: Path, rep: int) -> dict[str, Any]
                     "p99_ms": stats.get("p99"),
                     "cpu": cpu,
                     "sustained": sustained,
+                    "others_share_of_box": round(others_share, 3),
+                    "valid": others_share <= cfg.max_others_share,
                 }
             )
             log.info("throughput step %s ev/s: share %.3f p99 %s ms", rate, share, stats.get("p99"))
             if not sustained:
                 break
-        sustained_rates = [s["offered_rate"] for s in steps if s["sustained"]]
+        sustained_rates = [s["offered_rate"] for s in steps if s["sustained"] and s["valid"]]
         # What the worker did while it could not keep up: its processing capacity under backlog.
         overloaded = [s for s in steps if not s["sustained"]]
         rss = server.rss()
@@ -273,6 +277,11 @@ async def throughput_run(cfg: Config, log_dir: Path, rep: int) -> dict[str, Any]
         "steps": steps,
         "sustained_rate": max(sustained_rates) if sustained_rates else 0.0,
         "capacity_under_backlog": overloaded[0]["delivered_events_per_s"] if overloaded else None,
+        # Valid only if the box was quiet in every step up to the one that ended the ramp.
+        "valid": all(s["valid"] for s in steps),
+        "worker_cpu_at_sustained": next(
+            (s["cpu"]["cpu_percent_of_core"].get("worker") for s in reversed(steps) if s["sustained"]), None
+        ),
         "quiet_before": stack.quiet_before,
         "server_rss_mib": round(rss / 2**20, 1),
     }
