@@ -82,3 +82,6 @@ async def test_only_the_embedded_profile_without_a_set_wait_paces_the_worker_fet
     app = create_app(settings)
     await app.consumer._thread.on_start()
     assert (fetcher._get_actions_per_node != stock_build) is paced
+    if paced:  # a worker just started counts as busy: the profile's own fetch wait
+        fetcher._get_actions_per_node(None)
+        assert fetcher.requests == [settings.effective_fetch_max_wait_ms]

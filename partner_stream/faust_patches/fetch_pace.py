@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-#: The fetch wait while records flow (the embedded profile's fixed wait before pacing).
-BUSY_WAIT_MS = 5
-#: The fetch wait once no record came for IDLE_AFTER seconds.
+#: The fetch wait once no record came for IDLE_AFTER seconds (while records flow: the profile's fetch wait).
 IDLE_WAIT_MS = 50
 IDLE_AFTER = 1.0
 
@@ -29,7 +27,7 @@ class FetchPace:
 
     def __init__(
         self,
-        busy_ms: int = BUSY_WAIT_MS,
+        busy_ms: int,
         idle_ms: int = IDLE_WAIT_MS,
         idle_after: float = IDLE_AFTER,
         clock: Callable[[], float] = time.monotonic,

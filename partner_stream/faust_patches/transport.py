@@ -60,7 +60,8 @@ class TunedFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def on_start(self) -> None:
         await super().on_start()
         if getattr(self.app, "paced_fetch", False):
-            fetch_pace.pace_fetcher(self._consumer._fetcher, fetch_pace.FetchPace())
+            pace = fetch_pace.FetchPace(busy_ms=int(self.app.fetch_max_wait_ms))
+            fetch_pace.pace_fetcher(self._consumer._fetcher, pace)
 
     async def _fetch_records(
         self,
