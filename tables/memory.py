@@ -50,3 +50,6 @@ class MemoryTable(RecordReader):
 
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         return self.read_state(restaurant_id)
+
+    def seq_of(self, restaurant_id: str) -> int:
+        return self.read_seq(restaurant_id)

@@ -47,6 +47,10 @@ class RecordReader:
 
     # -- the view clients read ----------------------------------------------------------------------------
 
+    def read_seq(self, restaurant_id: str) -> int:
+        """The restaurant's ``seq`` alone, one key read: every change a tablet can see moves it."""
+        return self.head(restaurant_id).seq
+
     def read_state(self, restaurant_id: str) -> RestaurantOrders:
         """The restaurant's pending orders and ``seq``, oldest first (empty if it never had an order)."""
         head = self.head(restaurant_id)

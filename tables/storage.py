@@ -207,6 +207,12 @@ class PendingOrdersTable(RecordReader, faust.Table):
             raise StorageUnavailable(self.storage_failure)
         return self.read_state(restaurant_id)
 
+    def seq_of(self, restaurant_id: str) -> int:
+        """The restaurant's ``seq`` (one key read), refused like :meth:`state_of` while the store refuses writes."""
+        if self.storage_failure is not None:
+            raise StorageUnavailable(self.storage_failure)
+        return self.read_seq(restaurant_id)
+
     def pending_orders(self, owned: Any) -> Iterator[PendingOrder]:
         """Every pending order of the restaurants ``owned(restaurant_id)`` accepts, in this worker's store.
 

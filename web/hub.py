@@ -51,6 +51,7 @@ PING_SLICES = 20
 SNAPSHOT_QUEUED = "a snapshot is already queued for this connection; it arrives before any later change"
 
 SnapshotReader = Callable[[str], RestaurantOrders]
+SeqReader = Callable[[str], int]
 AckSink = Callable[[str, str], Awaitable[None]]
 OwnershipTest = Callable[[str], bool]
 
@@ -73,6 +74,7 @@ class Hub(mode.Service):
         *,
         read_snapshot: SnapshotReader,
         submit_ack: AckSink,
+        read_seq: SeqReader | None = None,
         owns: OwnershipTest,
         ping_interval: float = 10.0,
         client_timeout: float = 30.0,
@@ -82,6 +84,7 @@ class Hub(mode.Service):
         super().__init__(**kwargs)
         self.budget = budget
         self._read_snapshot = read_snapshot
+        self._read_seq = read_seq
         self._submit_ack = submit_ack
         self._owns = owns
         self.ping_interval = ping_interval
@@ -125,9 +128,15 @@ class Hub(mode.Service):
         return list(self._by_restaurant)
 
     def _snapshot(self, restaurant_id: str) -> Snapshot:
-        """The restaurant's current snapshot; rebuilt only when its ``seq`` moved (every visible change bumps it)."""
-        state = self._read_snapshot(restaurant_id)
+        """The restaurant's current snapshot; rebuilt only when its ``seq`` moved (every visible change bumps it).
+
+        With ``read_seq``, a tablet reconnecting at the cached ``seq`` costs one key read instead of reading and
+        decoding every order (a reconnect storm is mostly that).
+        """
         cached = self._snapshots.get(restaurant_id)
+        if cached is not None and self._read_seq is not None and self._read_seq(restaurant_id) == cached.seq:
+            return cached
+        state = self._read_snapshot(restaurant_id)
         if cached is None or cached.seq != state.seq:
             cached = self._snapshots[restaurant_id] = snapshot_message(state)
         return cached

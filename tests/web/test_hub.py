@@ -665,6 +665,31 @@ async def test_tablets_reconnecting_at_the_same_seq_share_one_snapshot(env: Env)
     assert [o["orderId"] for o in wire(third)[0]["data"]["orders"]] == ["o1"]  # a new seq: rebuilt
 
 
+async def test_a_tablet_reconnecting_at_the_cached_seq_costs_one_seq_read(env: Env) -> None:
+    """A reconnect storm: the orders are read and encoded once per seq, not once per tablet."""
+    reads: list[str] = []
+
+    def read_snapshot(restaurant_id: str) -> RestaurantOrders:
+        reads.append(restaurant_id)
+        return env.kitchen.read_snapshot(restaurant_id)
+
+    env.hub = Hub(
+        read_snapshot=read_snapshot,
+        read_seq=env.kitchen.table.seq_of,
+        submit_ack=env.hub._submit_ack,
+        owns=env.hub._owns,
+    )
+    env.kitchen.new_order(None, "r1", "o1")
+    first = env.connect("r1")
+    second = env.connect("r1")
+    assert reads == ["r1"] and first._queue[0] is second._queue[0]
+    env.kitchen.new_order(env.hub, "r1", "o2")
+    third = env.connect("r1")
+    await settle(third)
+    assert reads == ["r1", "r1"]  # the seq moved: read again
+    assert [o["orderId"] for o in wire(third)[0]["data"]["orders"]] == ["o1", "o2"]
+
+
 # -- framing -----------------------------------------------------------------------------------
 
 
