@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 hub = Hub(
     read_snapshot=pending_orders.state_of,
-    read_seq=pending_orders.seq_of,
+    read_version=pending_orders.version_of,
     submit_ack=agents.submit_acknowledgement,
     owns=owns_partition,
     ping_interval=settings.hub_ping_interval,

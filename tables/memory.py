@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 
 from .model import RestaurantOrders, encode_record
 from .reader import RecordReader
-from .stamps import next_stamp, stamped
+from .stamps import Stamp, next_stamp, stamped
 from .transitions import Outcome
 
 
@@ -51,5 +51,5 @@ class MemoryTable(RecordReader):
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         return self.read_state(restaurant_id)
 
-    def seq_of(self, restaurant_id: str) -> int:
-        return self.read_seq(restaurant_id)
+    def version_of(self, restaurant_id: str) -> Stamp | None:
+        return self.read_version(restaurant_id)

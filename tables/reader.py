@@ -21,6 +21,7 @@ from .model import (
     decode_ring_slot,
     display_order,
 )
+from .stamps import UNSTAMPED, Stamp, stamp_of
 
 
 class RecordReader:
@@ -47,9 +48,18 @@ class RecordReader:
 
     # -- the view clients read ----------------------------------------------------------------------------
 
-    def read_seq(self, restaurant_id: str) -> int:
-        """The restaurant's ``seq`` alone, one key read: every change a tablet can see moves it."""
-        return self.head(restaurant_id).seq
+    def read_version(self, restaurant_id: str) -> Stamp | None:
+        """The stamp of the restaurant's head, one key read: it changes with every change a tablet can see.
+
+        Not only the ``seq``: after a fence the table is rebuilt from the changelog and events are applied
+        again, possibly in another order, so the same ``seq`` can come back with other orders; those writes
+        carry a newer generation. None for a head written before stamps (unversioned: read the orders).
+        """
+        raw = self.raw(head_key(restaurant_id))
+        if raw is None:
+            return UNSTAMPED
+        stamp = stamp_of(raw)
+        return None if stamp == UNSTAMPED else stamp
 
     def read_state(self, restaurant_id: str) -> RestaurantOrders:
         """The restaurant's pending orders and ``seq``, oldest first (empty if it never had an order)."""

@@ -24,7 +24,7 @@ from .model import (
     encode_record,
 )
 from .reader import RecordReader
-from .stamps import next_stamp, stamped
+from .stamps import Stamp, next_stamp, stamped
 from .transitions import Outcome
 
 #: Largest record written: a changelog record must fit in one Kafka request (1,000,000 bytes by default). The
@@ -207,11 +207,12 @@ class PendingOrdersTable(RecordReader, faust.Table):
             raise StorageUnavailable(self.storage_failure)
         return self.read_state(restaurant_id)
 
-    def seq_of(self, restaurant_id: str) -> int:
-        """The restaurant's ``seq`` (one key read), refused like :meth:`state_of` while the store refuses writes."""
+    def version_of(self, restaurant_id: str) -> Stamp | None:
+        """The stamp of the restaurant's head (one key read), refused like :meth:`state_of` while the store
+        refuses writes."""
         if self.storage_failure is not None:
             raise StorageUnavailable(self.storage_failure)
-        return self.read_seq(restaurant_id)
+        return self.read_version(restaurant_id)
 
     def pending_orders(self, owned: Any) -> Iterator[PendingOrder]:
         """Every pending order of the restaurants ``owned(restaurant_id)`` accepts, in this worker's store.

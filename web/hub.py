@@ -18,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 
 import mode
 
@@ -51,7 +51,8 @@ PING_SLICES = 20
 SNAPSHOT_QUEUED = "a snapshot is already queued for this connection; it arrives before any later change"
 
 SnapshotReader = Callable[[str], RestaurantOrders]
-SeqReader = Callable[[str], int]
+#: The version of a restaurant's state (its head's stamp), or None if it has none: read the whole state.
+VersionReader = Callable[[str], Hashable | None]
 AckSink = Callable[[str, str], Awaitable[None]]
 OwnershipTest = Callable[[str], bool]
 
@@ -74,7 +75,7 @@ class Hub(mode.Service):
         *,
         read_snapshot: SnapshotReader,
         submit_ack: AckSink,
-        read_seq: SeqReader | None = None,
+        read_version: VersionReader | None = None,
         owns: OwnershipTest,
         ping_interval: float = 10.0,
         client_timeout: float = 30.0,
@@ -84,16 +85,16 @@ class Hub(mode.Service):
         super().__init__(**kwargs)
         self.budget = budget
         self._read_snapshot = read_snapshot
-        self._read_seq = read_seq
+        self._read_version = read_version
         self._submit_ack = submit_ack
         self._owns = owns
         self.ping_interval = ping_interval
         self.client_timeout = client_timeout
         #: Open connections by restaurant ID.
         self._by_restaurant: dict[str, set[Connection]] = defaultdict(set)
-        #: The last snapshot built per connected restaurant: every tablet reconnecting at the same ``seq``
-        #: (a storm after a deploy) shares one build instead of dumping every order again.
-        self._snapshots: dict[str, Snapshot] = {}
+        #: The last snapshot built per connected restaurant, with the version it was built at: every tablet
+        #: reconnecting at the same version (a storm after a deploy) shares one build.
+        self._snapshots: dict[str, tuple[Hashable | None, Snapshot]] = {}
 
     # -- registry -------------------------------------------------------------------
 
@@ -128,18 +129,26 @@ class Hub(mode.Service):
         return list(self._by_restaurant)
 
     def _snapshot(self, restaurant_id: str) -> Snapshot:
-        """The restaurant's current snapshot; rebuilt only when its ``seq`` moved (every visible change bumps it).
+        """The restaurant's current snapshot, rebuilt only when its state moved.
 
-        With ``read_seq``, a tablet reconnecting at the cached ``seq`` costs one key read instead of reading and
-        decoding every order (a reconnect storm is mostly that).
+        With ``read_version``, a tablet reconnecting at the cached version costs one key read instead of reading
+        and decoding every order (a reconnect storm is mostly that); a state without a version is read whole.
+        Without it (tests), the ``seq`` of a fresh read decides (every change a tablet can see moves it).
         """
         cached = self._snapshots.get(restaurant_id)
-        if cached is not None and self._read_seq is not None and self._read_seq(restaurant_id) == cached.seq:
-            return cached
-        state = self._read_snapshot(restaurant_id)
-        if cached is None or cached.seq != state.seq:
-            cached = self._snapshots[restaurant_id] = snapshot_message(state)
-        return cached
+        if self._read_version is not None:
+            version = self._read_version(restaurant_id)
+            if cached is not None and version is not None and cached[0] == version:
+                return cached[1]
+            snapshot = snapshot_message(self._read_snapshot(restaurant_id))
+        else:
+            version = None
+            state = self._read_snapshot(restaurant_id)
+            if cached is not None and cached[1].seq == state.seq:
+                return cached[1]
+            snapshot = snapshot_message(state)
+        self._snapshots[restaurant_id] = (version, snapshot)
+        return snapshot
 
     # -- stream side ----------------------------------------------------------------
 

@@ -105,14 +105,14 @@ def test_a_store_that_refuses_a_write_sends_nothing_to_the_changelog(tmp_path: P
     assert sent == [] and table.storage_failure is not None  # nothing half-written: a retry meets it whole
 
 
-def test_no_snapshot_and_no_seq_is_read_while_the_store_refuses_writes(tmp_path: Path) -> None:
-    """A snapshot, or the seq a cached one is checked against, could miss a closed partition's orders."""
+def test_no_snapshot_and_no_version_is_read_while_the_store_refuses_writes(tmp_path: Path) -> None:
+    """A snapshot, or the version a cached one is checked against, could miss a closed partition's orders."""
     table, _ = bare_table(RefusingDatabase())
     table.storage_failure = "IO error: No space left on device"
     with pytest.raises(StorageUnavailable):
         table.state_of("42")
     with pytest.raises(StorageUnavailable):
-        table.seq_of("42")
+        table.version_of("42")
 
 
 def test_an_outcome_with_an_oversized_record_writes_nothing(tmp_path: Path) -> None:

@@ -665,8 +665,8 @@ async def test_tablets_reconnecting_at_the_same_seq_share_one_snapshot(env: Env)
     assert [o["orderId"] for o in wire(third)[0]["data"]["orders"]] == ["o1"]  # a new seq: rebuilt
 
 
-async def test_a_tablet_reconnecting_at_the_cached_seq_costs_one_seq_read(env: Env) -> None:
-    """A reconnect storm: the orders are read and encoded once per seq, not once per tablet."""
+async def test_a_tablet_reconnecting_at_the_cached_version_costs_one_key_read(env: Env) -> None:
+    """A reconnect storm: the orders are read and encoded once per version of the state, not once per tablet."""
     reads: list[str] = []
 
     def read_snapshot(restaurant_id: str) -> RestaurantOrders:
@@ -675,7 +675,7 @@ async def test_a_tablet_reconnecting_at_the_cached_seq_costs_one_seq_read(env: E
 
     env.hub = Hub(
         read_snapshot=read_snapshot,
-        read_seq=env.kitchen.table.seq_of,
+        read_version=env.kitchen.table.version_of,
         submit_ack=env.hub._submit_ack,
         owns=env.hub._owns,
     )
@@ -688,6 +688,28 @@ async def test_a_tablet_reconnecting_at_the_cached_seq_costs_one_seq_read(env: E
     await settle(third)
     assert reads == ["r1", "r1"]  # the seq moved: read again
     assert [o["orderId"] for o in wire(third)[0]["data"]["orders"]] == ["o1", "o2"]
+
+
+async def test_the_same_seq_with_other_orders_after_a_rebuild_is_never_served_from_the_cache(env: Env) -> None:
+    """After a fence the table is rebuilt and events applied again, maybe in another order: the same seq can
+    come back holding other orders. Those writes carry a newer generation, so the cached snapshot is not used
+    (a tablet kept registered by a blocked handler can keep the cache entry alive through the fence)."""
+    env.hub = Hub(
+        read_snapshot=env.kitchen.read_snapshot,
+        read_version=env.kitchen.table.version_of,
+        submit_ack=env.hub._submit_ack,
+        owns=env.hub._owns,
+    )
+    table = env.kitchen.table
+    table.write(apply_event(table, created("r1", "e1"), resolved_memory=50), generation=1)
+    lingering = env.connect("r1")  # stays attached through what follows
+    await settle(lingering)
+    rebuilt = MemoryTable()
+    rebuilt.write(apply_event(rebuilt, created("r1", "e2"), resolved_memory=50), generation=2)
+    table.data = rebuilt.data  # seq 1 again, holding e2 instead of e1
+    fresh = env.connect("r1")
+    await settle(fresh)
+    assert [o["orderId"] for o in wire(fresh)[0]["data"]["orders"]] == ["e2"]
 
 
 # -- framing -----------------------------------------------------------------------------------
@@ -759,6 +781,28 @@ async def test_a_snapshot_request_while_the_store_refuses_writes_sends_the_table
     await env.hub.handle(tablet, SnapshotRequested())
     await asyncio.wait_for(tablet.wait_closed(), timeout=1.0)
     assert tablet.close_reason == UNAVAILABLE and wire(tablet)[-1]["code"] == UNAVAILABLE.code
+
+
+async def test_a_cached_snapshot_is_not_served_while_the_store_refuses_writes(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version a cached snapshot is checked against is refused like the snapshot itself."""
+    env.hub = Hub(
+        read_snapshot=env.kitchen.read_snapshot,
+        read_version=env.kitchen.table.version_of,
+        submit_ack=env.hub._submit_ack,
+        owns=env.hub._owns,
+    )
+    tablet = env.connect("r1")  # the snapshot is cached now
+    await settle(tablet)
+
+    def store_down(restaurant_id: str) -> None:
+        raise StorageUnavailable("IO error: No space left on device")
+
+    monkeypatch.setattr(env.hub, "_read_version", store_down)
+    await env.hub.handle(tablet, SnapshotRequested())
+    await asyncio.wait_for(tablet.wait_closed(), timeout=1.0)
+    assert tablet.close_reason == UNAVAILABLE
 
 
 @pytest.mark.parametrize("error", [BrokenPipeError, ConnectionAbortedError, ConnectionResetError])
