@@ -665,6 +665,16 @@ async def test_tablets_reconnecting_at_the_same_seq_share_one_snapshot(env: Env)
     assert [o["orderId"] for o in wire(third)[0]["data"]["orders"]] == ["o1"]  # a new seq: rebuilt
 
 
+def versioned_hub(env: Env, read_snapshot: Callable[[str], RestaurantOrders] | None = None) -> Hub:
+    """A hub that checks its cached snapshots against the table's versions, as the worker's does."""
+    return Hub(
+        read_snapshot=read_snapshot or env.kitchen.read_snapshot,
+        read_version=env.kitchen.table.version_of,
+        submit_ack=env.hub._submit_ack,
+        owns=env.hub._owns,
+    )
+
+
 async def test_a_tablet_reconnecting_at_the_cached_version_costs_one_key_read(env: Env) -> None:
     """A reconnect storm: the orders are read and encoded once per version of the state, not once per tablet."""
     reads: list[str] = []
@@ -673,12 +683,7 @@ async def test_a_tablet_reconnecting_at_the_cached_version_costs_one_key_read(en
         reads.append(restaurant_id)
         return env.kitchen.read_snapshot(restaurant_id)
 
-    env.hub = Hub(
-        read_snapshot=read_snapshot,
-        read_version=env.kitchen.table.version_of,
-        submit_ack=env.hub._submit_ack,
-        owns=env.hub._owns,
-    )
+    env.hub = versioned_hub(env, read_snapshot)
     env.kitchen.new_order(None, "r1", "o1")
     first = env.connect("r1")
     second = env.connect("r1")
@@ -694,12 +699,7 @@ async def test_the_same_seq_with_other_orders_after_a_rebuild_is_never_served_fr
     """After a fence the table is rebuilt and events applied again, maybe in another order: the same seq can
     come back holding other orders. Those writes carry a newer generation, so the cached snapshot is not used
     (a tablet kept registered by a blocked handler can keep the cache entry alive through the fence)."""
-    env.hub = Hub(
-        read_snapshot=env.kitchen.read_snapshot,
-        read_version=env.kitchen.table.version_of,
-        submit_ack=env.hub._submit_ack,
-        owns=env.hub._owns,
-    )
+    env.hub = versioned_hub(env)
     table = env.kitchen.table
     table.write(apply_event(table, created("r1", "e1"), resolved_memory=50), generation=1)
     lingering = env.connect("r1")  # stays attached through what follows
@@ -767,42 +767,24 @@ async def test_running_hub_pings_periodically_and_stopping_closes_every_tablet(e
     assert wire(tablet)[-1]["type"] == "close" and wire(tablet)[-1]["code"] == SHUTDOWN.code
 
 
+@pytest.mark.parametrize("reader", ["_read_snapshot", "_read_version"])
 async def test_a_snapshot_request_while_the_store_refuses_writes_sends_the_tablet_away_to_retry(
-    env: Env, monkeypatch: pytest.MonkeyPatch
+    env: Env, monkeypatch: pytest.MonkeyPatch, reader: str
 ) -> None:
-    """No snapshot can be trusted while a partition database is closed: reconnect later, get a whole one."""
-    tablet = env.connect("r1")
+    """No snapshot can be trusted while a partition database is closed: reconnect later, get a whole one. The
+    version a cached snapshot is checked against is refused like the snapshot itself."""
+    if reader == "_read_version":
+        env.hub = versioned_hub(env)
+    tablet = env.connect("r1")  # the snapshot is cached now
     await settle(tablet)
 
     def store_down(restaurant_id: str) -> RestaurantOrders:
         raise StorageUnavailable("IO error: No space left on device")
 
-    monkeypatch.setattr(env.hub, "_read_snapshot", store_down)
+    monkeypatch.setattr(env.hub, reader, store_down)
     await env.hub.handle(tablet, SnapshotRequested())
     await asyncio.wait_for(tablet.wait_closed(), timeout=1.0)
     assert tablet.close_reason == UNAVAILABLE and wire(tablet)[-1]["code"] == UNAVAILABLE.code
-
-
-async def test_a_cached_snapshot_is_not_served_while_the_store_refuses_writes(
-    env: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The version a cached snapshot is checked against is refused like the snapshot itself."""
-    env.hub = Hub(
-        read_snapshot=env.kitchen.read_snapshot,
-        read_version=env.kitchen.table.version_of,
-        submit_ack=env.hub._submit_ack,
-        owns=env.hub._owns,
-    )
-    tablet = env.connect("r1")  # the snapshot is cached now
-    await settle(tablet)
-
-    def store_down(restaurant_id: str) -> None:
-        raise StorageUnavailable("IO error: No space left on device")
-
-    monkeypatch.setattr(env.hub, "_read_version", store_down)
-    await env.hub.handle(tablet, SnapshotRequested())
-    await asyncio.wait_for(tablet.wait_closed(), timeout=1.0)
-    assert tablet.close_reason == UNAVAILABLE
 
 
 @pytest.mark.parametrize("error", [BrokenPipeError, ConnectionAbortedError, ConnectionResetError])
