@@ -5,7 +5,7 @@ watermark *before* it stores the batch (``tansu-storage/src/dynostore.rs``, ``pr
 ``watermark.with_mut`` first, ``put_opts`` after). A Fetch that lands in between lists the batches stored
 below the new watermark, so with two producers on one partition it can answer offsets N-1 and N+1
 without N. aiokafka then moves the position past N, and N is never read. Measured here: four producers
-on one partition, a consumer reading meanwhile, 2-3 of 8,001 records never read. In the product, the
+on one partition, a consumer reading meanwhile, 1-3 of 8,001 records never read. In the product, the
 workers that re-key upstream events all write to each restaurant partition, and an order re-keyed during
 a rebalance was never applied (issue #17, the SIGKILL loop).
 

@@ -1,7 +1,7 @@
 """On the real embedded broker: producers writing one partition side by side, a consumer reading meanwhile.
 
 Tansu shows a batch's offset before it has stored the batch, so a plain aiokafka consumer here steps over
-a few offsets and never reads them (2-3 of 8,001 in this setup). This is what the workers do to each
+a few offsets and never reads them (1-3 of 8,001 in this setup). This is what the workers do to each
 restaurant partition when several of them re-key events into it; with the worker's fetch patch
 (partner_stream/faust_patches/offset_holes.py) every record must be read, once and in order.
 """
