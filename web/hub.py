@@ -74,8 +74,8 @@ class Hub(mode.Service):
         self,
         *,
         read_snapshot: SnapshotReader,
+        read_version: VersionReader,
         submit_ack: AckSink,
-        read_version: VersionReader | None = None,
         owns: OwnershipTest,
         ping_interval: float = 10.0,
         client_timeout: float = 30.0,
@@ -129,24 +129,16 @@ class Hub(mode.Service):
         return list(self._by_restaurant)
 
     def _snapshot(self, restaurant_id: str) -> Snapshot:
-        """The restaurant's current snapshot, rebuilt only when its state moved.
+        """The restaurant's current snapshot, rebuilt only when its state's version moved.
 
-        With ``read_version``, a tablet reconnecting at the cached version costs one key read instead of reading
-        and decoding every order (a reconnect storm is mostly that); a state without a version is read whole.
-        Without it (tests), the ``seq`` of a fresh read decides (every change a tablet can see moves it).
+        A tablet reconnecting at the cached version costs one key read instead of reading and decoding every
+        order (a reconnect storm is mostly that); a state without a version is read whole.
         """
+        version = self._read_version(restaurant_id)
         cached = self._snapshots.get(restaurant_id)
-        if self._read_version is not None:
-            version = self._read_version(restaurant_id)
-            if cached is not None and version is not None and cached[0] == version:
-                return cached[1]
-            snapshot = snapshot_message(self._read_snapshot(restaurant_id))
-        else:
-            version = None
-            state = self._read_snapshot(restaurant_id)
-            if cached is not None and cached[1].seq == state.seq:
-                return cached[1]
-            snapshot = snapshot_message(state)
+        if cached is not None and version is not None and cached[0] == version:
+            return cached[1]
+        snapshot = snapshot_message(self._read_snapshot(restaurant_id))
         self._snapshots[restaurant_id] = (version, snapshot)
         return snapshot
 

@@ -40,7 +40,7 @@ async def served(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[TestCli
     async def confirm_owner(url: object, restaurant_id: str) -> object:
         raise AssertionError("no redirect expected")
 
-    hub = Hub(read_snapshot=RestaurantOrders.empty, submit_ack=no_ack, owns=lambda r: True)
+    hub = Hub(read_snapshot=RestaurantOrders.empty, read_version=lambda r: None, submit_ack=no_ack, owns=lambda r: True)
     settings = Settings(jwt_secret=SECRET, jwt_public_key=None, cors_origins=["*"])
     app = Application()
     TabletEndpoints(hub, settings, locate=locate, confirm_owner=confirm_owner).install(app)

@@ -76,7 +76,7 @@ class Served:
 
 @pytest.fixture
 async def served() -> AsyncIterator[Served]:
-    hub = Hub(read_snapshot=RestaurantOrders.empty, submit_ack=no_ack, owns=lambda r: True)
+    hub = Hub(read_snapshot=RestaurantOrders.empty, read_version=lambda r: None, submit_ack=no_ack, owns=lambda r: True)
     settings = Settings(jwt_secret=SECRET, jwt_public_key=None, cors_origins=["*"])
     endpoints = TabletEndpoints(
         hub,
