@@ -27,12 +27,11 @@ from .settings import ENV_PREFIX, Settings, get_settings
 def embedded_broker_overrides() -> dict[str, Any]:
     """Faust settings the embedded Tansu broker needs; never applied to a real cluster.
 
-    - ``producer_max_batch_size=1``: Tansu's ListOffsets(LATEST) answers the newest batch's
-      base offset + 1, so multi-record batches make table recovery fail its consistency check.
     - Short session timeout: Tansu holds every JoinGroup for session_timeout / 2.
+
+    (Producer batches stay Faust's: the recovery reads each changelog's true end, faust_patches/end_offsets.py.)
     """
     return {
-        "producer_max_batch_size": 1,
         "broker_session_timeout": 6.0,
         "broker_heartbeat_interval": 1.0,
         "broker_rebalance_timeout": 10.0,
@@ -44,6 +43,8 @@ class PartnerStreamApp(faust.App):
 
     #: Consumer fetch max wait (ms) forced by :mod:`partner_stream.faust_patches.transport`, or None for Faust's.
     fetch_max_wait_ms: int | None = None
+    #: Whether recovery reads each partition's end from its newest batch (the embedded broker), not ListOffsets.
+    true_end_offsets: bool = False
     #: Callbacks that add raw aiohttp routes (WebSockets) to Faust's web server before it starts.
     _route_installers: list
     _routes_installed: bool = False
@@ -117,6 +118,8 @@ def create_app(settings: Settings) -> PartnerStreamApp:
     app.paced_fetch = settings.paced_fetch
     # Tansu shows an offset before it stores its batch; a fetch must wait for it (faust_patches/offset_holes.py).
     app.offset_hole_grace = offset_holes.DEFAULT_HOLE_GRACE if settings.embedded else None
+    # Tansu's ListOffsets counts a multi-record batch as one record (faust_patches/end_offsets.py).
+    app.true_end_offsets = settings.embedded
     app.free_space = FreeSpaceWatch(lambda: Path(app.conf.datadir), settings.disk_low_free_mb)
     # The limit is set from Faust's session timeout once the worker runs (runtime.watch_heartbeats).
     app.fence = Fence(silence_limit=float("inf"))

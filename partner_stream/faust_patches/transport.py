@@ -1,6 +1,6 @@
 """The Faust Kafka transport of the worker's consumer: a fetch that cannot swallow a partition's backlog.
 
-Five changes to faust-streaming 0.15.3's aiokafka consumer, and nothing else (producers
+Six changes to faust-streaming 0.15.3's aiokafka consumer, and nothing else (producers
 and every other setting stay stock Faust). It is registered under its own URL scheme and used
 for the consumer (``broker_consumer``) on every profile.
 
@@ -21,6 +21,8 @@ for the consumer (``broker_consumer``) on every profile.
   idle (fetch_pace.py).
 * **On the embedded broker, a fetch stops at an offset the broker has not stored yet** instead of
   stepping over it for good (offset_holes.py).
+* **On the embedded broker, a partition's end is where its newest stored batch ends**: Tansu's
+  ListOffsets counts that batch as one record, and table recovery would stop short (end_offsets.py).
 * **No commit while the worker holds its writes** (partner_stream/fencing.py). A fenced worker
   leaves events unapplied and drops changelog records it had buffered (producer.py); their
   offsets must stay uncommitted, so that whoever owns the partition next reads them again.
@@ -39,7 +41,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from yarl import URL
 
-from . import fetch_pace, offset_holes
+from . import end_offsets, fetch_pace, offset_holes
 
 SCHEME = "partner-kafka"
 _KAFKA_SCHEMES = {"kafka", "aiokafka"}
@@ -62,6 +64,13 @@ class TunedFetchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if getattr(self.app, "paced_fetch", False):
             pace = fetch_pace.FetchPace(busy_ms=int(self.app.fetch_max_wait_ms))
             fetch_pace.pace_fetcher(self._consumer._fetcher, pace)
+
+    async def _highwaters(self, partitions: list[Any]) -> Any:
+        """Faust's end offsets (ListOffsets); on the embedded broker, where its newest stored batch ends."""
+        listed = await super()._highwaters(partitions)
+        if not getattr(self.app, "true_end_offsets", False):
+            return listed
+        return await end_offsets.stored_end_offsets(self._ensure_consumer()._client, listed)
 
     async def _fetch_records(
         self,

@@ -34,7 +34,7 @@ def fetch_stops_at_holes() -> Iterator[None]:
 
 
 async def produce(broker: EmbeddedBroker, tp: TopicPartition, name: str) -> None:
-    """One record per batch and no linger, as the workers produce on the embedded broker."""
+    """One record per batch and no linger: as many batches as records, so as many chances for the race."""
     producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, max_batch_size=1, linger_ms=0)
     await producer.start()
     try:
