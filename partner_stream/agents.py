@@ -175,10 +175,11 @@ async def handle_internal(event: EventT) -> None:
 async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     """Apply one event to ``pending-orders`` and hand the change to the hub.
 
-    ``event`` must be on the restaurant's table partition: Faust writes the changelog record to the
-    partition of the event being processed. Reading, writing and handing over happen in one event-loop
+    ``event`` must be on the restaurant's table partition: its changelog records go to the partition of
+    the event being processed. Reading, writing and handing over to the hub happen in one event-loop
     step (no await), so no other writer interleaves and a tablet's snapshot holds the change or is
-    followed by it; only a store that refuses writes makes this wait (and retry).
+    followed by it; only a store that refuses writes makes this wait (and retry). The changelog records
+    go to the producer after that step, before the event is done (tables/changelog.py).
     """
     if pending_orders.storage_failure is not None:
         # The other agent holds an event the store refused: compute against what it will have written.
@@ -215,6 +216,8 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
                 log.exception("a change listener failed for restaurant %r", order_event.restaurant_id)
         observe_push_latency(event)
     tell_outcome_listeners(order_event, outcome)
+    # Before the event is acknowledged: Faust flushes the producer before it commits the event's offset.
+    await pending_orders.send_written()
 
 
 def tell_outcome_listeners(order_event: AnyOrderEvent, outcome: Outcome) -> None:

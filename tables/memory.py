@@ -48,6 +48,9 @@ class MemoryTable(RecordReader):
     def reopen(self, partition: int) -> None:
         """Nothing to reopen in a dict."""
 
+    async def send_written(self) -> None:
+        """A dict has no changelog to send to."""
+
     def state_of(self, restaurant_id: str) -> RestaurantOrders:
         return self.read_state(restaurant_id)
 

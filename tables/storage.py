@@ -13,6 +13,7 @@ from typing import Any
 import faust
 import rocksdict
 
+from .changelog import ChangelogOutbox, retrieve_failure
 from .keys import is_head_key, is_order_key
 from .model import (
     LegacyRestaurantOrders,
@@ -88,6 +89,14 @@ class PendingOrdersTable(RecordReader, faust.Table):
         self._applying: int | None = None
         #: What was read while applying it, so the write takes the head's stamp without reading it again.
         self._read: dict[str, bytes | None] = {}
+        #: The changelog records of writes, until the agent hands them to the producer (tables/changelog.py).
+        self.changelog_outbox = ChangelogOutbox(
+            producer=lambda: self.app.producer._ensure_producer(),
+            topic=lambda: self.changelog_topic.get_topic_name(),
+            on_sent=self._on_changelog_sent,
+        )
+        #: Exactly-once processing sends changelog records through Faust (its transactions own the producers).
+        self._changelog_through_faust: bool | None = None
 
     # -- reads (tables.reader.RecordReader) ---------------------------------------------------------------
 
@@ -128,7 +137,8 @@ class PendingOrdersTable(RecordReader, faust.Table):
         """Write an outcome to the partition of the event being processed, stamped (``generation``, seq after).
 
         All of it or nothing: the records go to the partition's RocksDB database in one write batch, and only
-        once that succeeded to the changelog (what ``table[key] = value`` does, in the other order). A store
+        once that succeeded to the changelog outbox (what ``table[key] = value`` does, in the other order); the
+        agent then hands them to the producer (:meth:`send_written`) before the event is done. A store
         that refuses the batch (a full disk) raises :class:`StorageWriteFailed` with nothing written anywhere,
         so a restart or a retry meets the event whole. Records are encoded and measured first.
         """
@@ -153,14 +163,27 @@ class PendingOrdersTable(RecordReader, faust.Table):
             raise StorageWriteFailed(str(exc)) from exc
         self.storage_failure = None  # the store took a batch: a partition still broken fails its next write
         self._read = {}  # what was read is stale now
+        if self._changelog_through_faust is None:
+            self._changelog_through_faust = bool(self.app.in_transaction)
+        if self._changelog_through_faust:
+            for key in outcome.deletes:
+                self.send_changelog(partition, key, None, value_serializer="raw")
+            for key, raw in encoded:
+                self.send_changelog(partition, key, raw)
+            return
+        add = self.changelog_outbox.add
         for key in outcome.deletes:
-            self.send_changelog(partition, key, None, value_serializer="raw")
+            add(partition, key.encode(), None)
         for key, raw in encoded:
-            self.send_changelog(partition, key, raw)
+            add(partition, key.encode(), raw)
+
+    async def send_written(self) -> None:
+        """Hand the changelog records of the writes so far to the producer; call it before the event is done."""
+        await self.changelog_outbox.hand_over()
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         sent = super().send_changelog(*args, **kwargs)
-        sent.add_done_callback(_retrieve_failure)
+        sent.add_done_callback(retrieve_failure)
         return sent
 
     def _on_changelog_sent(self, fut: Any) -> None:
@@ -248,18 +271,12 @@ class PendingOrdersTable(RecordReader, faust.Table):
                 db.delete_range(b"", _PAST_EVERY_KEY)
                 wiped += 1
         getattr(self.data, "_key_index", {}).clear()  # Faust's key -> partition cache
+        self.changelog_outbox.discard()  # records of writes to the store just wiped: the events are read again
         return wiped
 
     def _databases(self) -> list[Any]:
         """The open RocksDB database of each partition this worker holds (Faust's store keeps one per partition)."""
         return list(getattr(self.data, "_dbs", {}).values())
-
-
-def _retrieve_failure(sent: Any) -> None:
-    """A record a fenced worker dropped fails its future (partner_stream/faust_patches/producer.py); nobody awaits
-    it, and asyncio would log each one as "exception never retrieved"."""
-    if not sent.cancelled():
-        sent.exception()
 
 
 def create_table(app: faust.App, *, partitions: int) -> PendingOrdersTable:

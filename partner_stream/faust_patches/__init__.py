@@ -18,6 +18,9 @@ and the modules' own tests.
   hole and asks again. Tested in tests/test_offset_holes.py and tests/integration/test_offset_holes_on_tansu.py.
 - ``fetch_pace``, aiokafka's ``Fetcher`` request building and response handling (embedded broker only):
   the fetch wait is 5 ms while records flow and 50 ms when idle. Tested in tests/test_fetch_pace.py.
+- ``end_offsets``, via ``transport``'s consumer ``_highwaters`` (embedded broker only): Tansu's ListOffsets counts
+  a partition's newest multi-record batch as one record; recovery takes the end from a Fetch of that batch.
+  Tested in tests/integration/test_end_offsets_on_tansu.py.
 - ``transport``'s consumer ``_commit``: nothing is committed while the worker holds its writes.
 - ``connection``, aiokafka's ``AIOKafkaConnection.send``: uvloop's RuntimeError on a closed transport is
   a broken connection (retried), not a crash of the Fetcher. Tested in tests/test_faust_patches.py.

@@ -10,6 +10,7 @@ import rocksdict
 from faust.tables.base import Collection
 
 from partner_stream_tables import keys
+from partner_stream_tables.changelog import ChangelogOutbox
 from partner_stream_tables.memory import MemoryTable
 from partner_stream_tables.model import (
     LegacyRestaurantOrders,
@@ -89,12 +90,20 @@ def bare_table(db: Any) -> tuple[PendingOrdersTable, list[str]]:
     table.storage_failure = None
     table.writes_held = lambda: False
     table._applying, table._read = None, {}
-
-    def send_changelog(partition: int, key: str, value: bytes | None, **kwargs: Any) -> None:
-        sent.append(key if value is not None else f"del {key}")
-
-    table.send_changelog = send_changelog  # type: ignore[method-assign]
+    table._changelog_through_faust = False
+    table.changelog_outbox = RecordingOutbox(sent)
     return table, sent
+
+
+class RecordingOutbox(ChangelogOutbox):
+    """The changelog outbox, recording the keys added (a deletion as "del key") instead of sending them."""
+
+    def __init__(self, sent: list[str]) -> None:
+        super().__init__(producer=lambda: None, topic=lambda: "changelog", on_sent=lambda sent: None)
+        self.sent = sent
+
+    def add(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.sent.append(key.decode() if value is not None else f"del {key.decode()}")
 
 
 def test_a_store_that_refuses_a_write_sends_nothing_to_the_changelog(tmp_path: Path) -> None:
@@ -148,7 +157,10 @@ def test_wiping_the_local_store_after_a_fence_leaves_nothing_for_recovery_to_mer
         db[keys.order_key("\u00e9\u00e8", "o").encode()] = b"an order of a restaurant with a non-ASCII ID"
     store._dbs = {0: dbs[0], 1: dbs[1]}  # type: ignore[attr-defined]
     table._data = store  # type: ignore[attr-defined]
+    table.changelog_outbox = ChangelogOutbox(producer=lambda: None, topic=lambda: "changelog", on_sent=print)
+    table.changelog_outbox.add(0, b"42", b"a head the changelog would get after the wipe")
     assert table.wipe_local_store() == 2
+    assert len(table.changelog_outbox) == 0
     assert all(list(db.keys()) == [] for db in dbs)
     assert store._key_index == {}  # type: ignore[attr-defined]
 
