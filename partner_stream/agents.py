@@ -7,10 +7,11 @@ agent directly; only the others take the hop through the internal topic.
 No event can stop the stream. Each record ends in exactly one of three ways:
 - applied (or forwarded to its restaurant's partition);
 - dead-lettered with the reason, when it breaks the contract (:class:`InvalidEvent`) or when applying it
-  raised anything at all (a bug of ours, bad data that passed validation, a broker error): a *poison* event,
+  raised anything at all (a bug of ours, bad data that passed validation, a failed forward): a *poison* event,
   counted by ``partner_stream_poison_events_total``; the stream moves on and a restart never meets it again;
 - held, when the local store refuses a write (disk full): the same writes are retried with back-off until
-  they succeed, so the event is neither skipped nor acknowledged meanwhile.
+  they succeed, so the event is neither skipped nor acknowledged meanwhile; likewise while the producer
+  cannot take its changelog records (tables/changelog.py).
 """
 
 from __future__ import annotations

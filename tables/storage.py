@@ -94,6 +94,7 @@ class PendingOrdersTable(RecordReader, faust.Table):
             producer=lambda: self.app.producer._ensure_producer(),
             topic=lambda: self.changelog_topic.get_topic_name(),
             on_sent=self._on_changelog_sent,
+            crash=lambda exc: self.app.crash(exc),
         )
         #: Exactly-once processing sends changelog records through Faust (its transactions own the producers).
         self._changelog_through_faust: bool | None = None

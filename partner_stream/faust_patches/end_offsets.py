@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -44,13 +45,19 @@ async def stored_end_offsets(client: Any, listed: Mapping[Any, int | None]) -> d
     by_name = {(tp.topic, tp.partition): tp for tp in listed}
     for node_id, tps in by_node.items():
         if node_id is None or node_id < 0:
-            continue  # no leader known: keep what ListOffsets said
+            log.warning("no leader known for %d partitions: keeping ListOffsets' end offsets", len(tps))
+            continue
         try:
             response = await client.send(node_id, newest_batch_request(tps, listed))
-        except KafkaError as exc:
+            stored = ends_in(response)
+        except (KafkaError, ValueError, struct.error) as exc:
             log.warning("could not read the newest batches of %d partitions, keeping ListOffsets: %r", len(tps), exc)
             continue
-        for name, stored_end in ends_in(response).items():
+        if len(stored) < len(tps):
+            log.warning(
+                "no newest batch read for %d of %d partitions: keeping ListOffsets", len(tps) - len(stored), len(tps)
+            )
+        for name, stored_end in stored.items():
             tp = by_name.get(name)
             if tp is not None and stored_end > (ends[tp] or 0):
                 ends[tp] = stored_end

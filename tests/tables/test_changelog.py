@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaTimeoutError, ProducerClosed
 
 from partner_stream_tables import changelog
 from partner_stream_tables.changelog import ChangelogOutbox
@@ -19,15 +20,14 @@ class Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[int, bytes, bytes | None]] = []
         self.futures: list[asyncio.Future[Any]] = []
-        self.refusals = 0  # the next sends raise, as a buffer full past the request timeout does
+        self.refusals: list[Exception] = []  # the next sends raise these, in turn
         self.gate: asyncio.Event | None = None  # while set and clear, a send waits (a full batch waiting to drain)
 
     async def send(self, topic: str, value: bytes | None, *, key: bytes, partition: int) -> asyncio.Future[Any]:
         if self.gate is not None:
             await self.gate.wait()
         if self.refusals:
-            self.refusals -= 1
-            raise TimeoutError("buffer full")
+            raise self.refusals.pop(0)
         self.sent.append((partition, key, value))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.futures.append(future)
@@ -73,14 +73,66 @@ async def test_a_second_agent_waits_behind_a_hand_over_in_progress_so_records_ke
 
 
 async def test_records_the_producer_refuses_are_kept_first_in_line_and_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A buffer full past the request timeout is waited out; the event is held, never dead-lettered."""
     monkeypatch.setattr(changelog, "RETRY_FIRST", 0.0)
     producer, taken = Producer(), []
     outbox = outbox_for(producer, taken)
     for n in range(3):
         outbox.add(0, f"k{n}".encode(), b"v")
-    producer.refusals = 2
+    producer.refusals = [KafkaTimeoutError(), KafkaTimeoutError()]
     await outbox.hand_over()
     assert [key for _, key, _ in producer.sent] == [b"k0", b"k1", b"k2"] and len(outbox) == 0
+
+
+async def test_any_other_producer_error_stops_the_worker_and_keeps_the_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As an error in Faust's own producer path did; the event is not acknowledged, so it is read again."""
+    monkeypatch.setattr(changelog, "RETRY_FIRST", 0.0)
+    producer, taken, crashes = Producer(), [], []
+
+    async def crash(exc: BaseException) -> None:
+        crashes.append(exc)
+
+    outbox = ChangelogOutbox(producer=lambda: producer, topic=lambda: "changelog", on_sent=taken.append, crash=crash)
+    outbox.add(0, b"k", b"v")
+    producer.refusals = [ProducerClosed()]
+    await outbox.hand_over()  # here the crash stops nothing, so the retry gets through
+    assert [type(exc) for exc in crashes] == [ProducerClosed] and [key for _, key, _ in producer.sent] == [b"k"]
+
+
+async def test_a_producer_not_there_yet_takes_nothing_out_of_the_outbox(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(changelog, "RETRY_FIRST", 0.0)
+    producer, taken = Producer(), []
+    attempts: list[int] = []
+
+    def the_producer() -> Producer:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise RuntimeError("producer not started")
+        return producer
+
+    outbox = ChangelogOutbox(producer=the_producer, topic=lambda: "changelog", on_sent=taken.append)
+    outbox.add(0, b"k", b"v")
+    await outbox.hand_over()
+    assert [key for _, key, _ in producer.sent] == [b"k"]
+
+
+async def test_records_taken_before_a_wipe_are_not_put_back_after_it() -> None:
+    """The store they were written to is gone; the events are read again after the rejoin."""
+    producer, taken = Producer(), []
+    outbox = outbox_for(producer, taken)
+    producer.gate = asyncio.Event()
+    outbox.add(0, b"a", b"1")
+    outbox.add(0, b"b", b"2")
+    agent = asyncio.create_task(outbox.hand_over())
+    await asyncio.sleep(0)  # waiting in the first send
+    outbox.discard()
+    agent.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await agent
+    producer.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert producer.sent == [] and len(outbox) == 0
 
 
 async def test_an_agent_cancelled_halfway_leaves_the_rest_to_a_task_the_stop_does_not_cancel() -> None:
