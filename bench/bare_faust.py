@@ -1,7 +1,10 @@
 """The framework's own floor for the drain scenario: a bare Faust agent that writes one table key per event.
 
-The same Faust, store (RocksDB via rocksdict) and embedded-broker settings as a partner-stream worker
-(``producer_max_batch_size=1``, the short session timeout), the same three upstream topics; nothing else. It
+The same Faust, store (RocksDB via rocksdict) and embedded-broker settings as a partner-stream worker (the
+short session timeout; producer batches as Faust makes them, which the worker does too since its recovery reads
+a changelog's true end on Tansu; a stock Faust agent could not restart on that broker with them, but the
+drain never restarts it), the same three upstream topics; nothing else. Until 2026-12-05 (third session) both
+sent one record per batch (``producer_max_batch_size=1``). It
 answers ``GET /count`` with the events it consumed, so the bench measures it exactly as it measures a worker.
 
     faust -A bench.bare_faust worker -l info      (the bench starts it: bench/drain.py)
@@ -16,7 +19,6 @@ from aiohttp.web import Request, Response
 
 #: partner_stream.app.embedded_broker_overrides(), copied: importing that module would build the worker's app here.
 EMBEDDED_BROKER_OVERRIDES = {
-    "producer_max_batch_size": 1,
     "broker_session_timeout": 6.0,
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 10.0,
