@@ -21,6 +21,8 @@ and the modules' own tests.
 - ``end_offsets``, via ``transport``'s consumer ``_highwaters`` (embedded broker only): Tansu's ListOffsets counts
   a partition's newest multi-record batch as one record; recovery takes the end from a Fetch of that batch.
   Tested in tests/integration/test_end_offsets_on_tansu.py.
+- ``transport``'s consumer ``wait_first`` (every profile): the fetch loop delivers a record inline when nothing can
+  make the delivery wait, instead of four tasks per record. Tested in tests/test_inline_delivery.py.
 - ``transport``'s consumer ``_commit``: nothing is committed while the worker holds its writes.
 - ``connection``, aiokafka's ``AIOKafkaConnection.send``: uvloop's RuntimeError on a closed transport is
   a broken connection (retried), not a crash of the Fetcher. Tested in tests/test_faust_patches.py.
