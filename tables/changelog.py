@@ -9,7 +9,7 @@ for its newest record.
 
 What stays as Faust does it:
 - an event is acknowledged only after its records are in the producer, and Faust flushes the producer before
-  it commits an offset: a committed event's records are in the changelog;
+  it commits an offset: a committed event's records were delivered (or their failure logged, below);
 - records reach the producer in the order they were written, whichever agent wrote them: one hand-over at a
   time, each taking everything added before it;
 - the offset persisted for a partition is that of a record the broker took.
