@@ -19,11 +19,15 @@ def consumer() -> Any:
     flow = FlowControlEvent(initially_suspended=False)
     queue: FlowControlQueue[Any] = FlowControlQueue(maxsize=2, flow_control=flow)
     conductor = SimpleNamespace(_tp_to_callback_lock=asyncio.Lock(), _topics=[SimpleNamespace(queue=queue)])
+    buffer = SimpleNamespace(pending=asyncio.Queue(), max_messages=2)
     app = SimpleNamespace(
-        flow_control=flow, topics=conductor, producer=SimpleNamespace(buffer=SimpleNamespace(size=0, max_messages=10))
+        flow_control=flow,
+        topics=conductor,
+        producer=SimpleNamespace(buffer=buffer),
+        conf=SimpleNamespace(producer_threaded=False),
     )
     return SimpleNamespace(
-        app=app, suspend_flow=asyncio.Event(), should_stop=False, _crashed=asyncio.Event(), queue=queue
+        app=app, suspend_flow=asyncio.Event(), _stopped=asyncio.Event(), _crashed=asyncio.Event(), queue=queue
     )
 
 
@@ -47,14 +51,15 @@ def hold_up(fake: Any, what: str) -> None:
         case "flow suspended":
             fake.suspend_flow.set()
         case "stopping":
-            fake.should_stop = True
+            fake._stopped.set()
         case "crashed":
             fake._crashed.set()
         case "full queue":
             fake.queue.put_nowait(1)
             fake.queue.put_nowait(2)
         case "full producer buffer":
-            fake.app.producer.buffer.size = 11
+            for message in range(3):
+                fake.app.producer.buffer.pending.put_nowait(message)
 
 
 @pytest.mark.parametrize(

@@ -139,17 +139,24 @@ def is_flow_wait(awaitable: Any) -> bool:
 def delivery_cannot_wait(consumer: Any) -> bool:
     """Whether Faust's ``on_message`` for any record would run to its end without waiting: flow is not
     suspended (a rebalance), the consumer is neither stopping nor crashed, no resubscription holds the conductor's
-    lock, the producer buffer is below its limit, and no agent's queue is full (each is a wait in ``on_message``)."""
-    app = consumer.app
-    if consumer.suspend_flow.is_set() or consumer.should_stop or consumer._crashed.is_set():
+    lock, the producer buffer is below its limit, and no agent's queue is full (each is a wait in ``on_message``).
+
+    Runs once per record: the app's parts are looked up once (``app.topics`` is a cached property, the producer
+    a property, the buffer's ``size`` reads a setting) and kept on the consumer.
+    """
+    parts = consumer.__dict__.get("_inline_delivery_parts")
+    if parts is None:
+        app = consumer.app
+        buffer = app.producer.buffer
+        # Faust's buffer size: its queue, or the threaded producer's (a setting read on every call of ``size``).
+        pending = (lambda: buffer.size) if app.conf.producer_threaded else buffer.pending.qsize
+        parts = consumer._inline_delivery_parts = (app.flow_control, app.topics, buffer, pending)
+    flow_control, conductor, buffer, pending = parts
+    if consumer.suspend_flow.is_set() or consumer._stopped.is_set() or consumer._crashed.is_set():
         return False
-    if not app.flow_control.is_active():
+    if not flow_control.is_active() or conductor._tp_to_callback_lock.locked():
         return False
-    conductor = app.topics
-    if conductor._tp_to_callback_lock.locked():
-        return False
-    buffer = app.producer.buffer
-    if buffer.size > buffer.max_messages:
+    if pending() > buffer.max_messages:
         return False
     return not any(channel.queue.full() for channel in conductor._topics)
 
