@@ -304,20 +304,22 @@ def _producer_spelling(part: str | int) -> str:
 EARLIEST_PLAUSIBLE = datetime(2000, 1, 1, tzinfo=UTC)
 #: How far ahead of this worker's clock a producer's clock may run.
 CLOCK_SKEW = timedelta(days=1)
+_EARLIEST_PLAUSIBLE_S = EARLIEST_PLAUSIBLE.timestamp()
+_CLOCK_SKEW_S = CLOCK_SKEW.total_seconds()
 
 
 def timestamp_to_datetime(timestamp_ms: float | None, received_at: float | None = None) -> datetime:
-    """A record's Kafka timestamp, or the time of receipt when it is absent or implausible."""
-    received = datetime.fromtimestamp(time.time() if received_at is None else received_at, tz=UTC)
+    """A record's Kafka timestamp, or the time of receipt when it is absent or implausible.
+
+    Compared as seconds first: it runs once per upstream record, and builds one datetime, not two.
+    """
+    received = time.time() if received_at is None else received_at
     if timestamp_ms is None or not math.isfinite(timestamp_ms):
-        return received
-    try:
-        stamped = datetime.fromtimestamp(timestamp_ms / 1000.0, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return received
-    if stamped < EARLIEST_PLAUSIBLE or stamped > received + CLOCK_SKEW:
-        return received
-    return stamped
+        return datetime.fromtimestamp(received, tz=UTC)
+    seconds = timestamp_ms / 1000.0
+    if seconds < _EARLIEST_PLAUSIBLE_S or seconds > received + _CLOCK_SKEW_S:
+        return datetime.fromtimestamp(received, tz=UTC)
+    return datetime.fromtimestamp(seconds, tz=UTC)
 
 
 def decode_upstream(kind: EventKind, raw: bytes | None, kafka_timestamp: datetime) -> AnyOrderEvent:
