@@ -79,6 +79,16 @@ async def test_a_resubscription_holding_the_conductor_lock_leaves_it_to_faust() 
         assert not delivery_cannot_wait(fake)
 
 
+async def test_a_delivery_that_raises_raises_out_of_the_fetch_loops_wait_as_with_faust() -> None:
+    fake = consumer()
+
+    async def deliver() -> None:
+        raise ValueError("a decode error Faust did not catch")
+
+    with pytest.raises(ValueError, match="decode error"):
+        await TunedFetchConsumer.wait_first(fake, deliver(), fake.suspend_flow.wait())
+
+
 async def test_only_the_fetch_loops_wait_for_a_suspended_flow_is_recognised() -> None:
     flow_wait, other = asyncio.Event().wait(), asyncio.sleep(0)
     assert is_flow_wait(flow_wait) and not is_flow_wait(other) and not is_flow_wait(asyncio.Event())

@@ -133,7 +133,11 @@ class TunedFetchConsumer(faust_aiokafka.Consumer):
 
 def is_flow_wait(awaitable: Any) -> bool:
     """The second thing Faust's fetch loop waits on: ``self.suspend_flow.wait()``, an un-started coroutine."""
-    return inspect.iscoroutine(awaitable) and awaitable.cr_frame is not None and awaitable.cr_code is _EVENT_WAIT
+    return (
+        inspect.iscoroutine(awaitable)
+        and awaitable.cr_code is _EVENT_WAIT
+        and inspect.getcoroutinestate(awaitable) == inspect.CORO_CREATED
+    )
 
 
 def delivery_cannot_wait(consumer: Any) -> bool:
