@@ -122,8 +122,12 @@ class Hub(mode.Service):
         return [c for group in self._by_restaurant.values() for c in group]
 
     def count(self, restaurant_id: str) -> int:
-        """Tablets of the restaurant connected here, directly or relayed by another worker."""
-        return len(self._by_restaurant.get(restaurant_id, ()))
+        """Open tablets of the restaurant connected here, directly or relayed by another worker.
+
+        A closing or closed tablet stays registered until its handler ends (which can take a while, e.g. behind
+        an acknowledgement waiting for the broker); the announcer must not count it as watching the orders.
+        """
+        return sum(1 for connection in self._by_restaurant.get(restaurant_id, ()) if connection.is_open)
 
     def restaurants(self) -> list[str]:
         return list(self._by_restaurant)

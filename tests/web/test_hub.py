@@ -351,6 +351,15 @@ async def test_detached_tablet_receives_nothing_more_and_empty_restaurant_is_for
     assert env.hub.restaurants() == [] and env.hub.connections() == []
 
 
+async def test_a_closed_tablet_not_yet_detached_is_not_counted_as_watching(env: Env) -> None:
+    """The announcer reads the count to say whether a tablet could see an order (partner_stream/announcer.py)."""
+    open_tablet, closing = env.connect("r1"), env.connect("r1")
+    await settle(open_tablet, closing)
+    assert env.hub.count("r1") == 2
+    closing.disconnect(RESYNC)  # its handler has not detached it yet
+    assert env.hub.count("r1") == 1 and len(env.hub.connections("r1")) == 2
+
+
 # -- slow and stuck tablets ------------------------------------------------------------------
 
 
