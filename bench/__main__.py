@@ -21,7 +21,7 @@ from typing import Any
 from . import procs, report, scenarios, table_cost
 from .config import Config, quick, smoke
 
-SCENARIOS = ("throughput", "latency", "memory", "storm", "idle", "failover", "table")
+SCENARIOS = ("throughput", "cost", "latency", "memory", "storm", "idle", "failover", "table")
 log = logging.getLogger("bench")
 
 
@@ -69,6 +69,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     run.add_argument("--tablets", type=_ints, dest="latency_tablets", help="latency tablet counts, e.g. 1000,5000")
     run.add_argument("--steps", type=_floats, dest="throughput_steps", help="throughput ramp rates")
+    run.add_argument("--cost-rates", type=_floats, help="rates of the cost-per-event scenario, e.g. 1000,2000")
     run.add_argument("--memory-tablets", type=_ints, help="idle-memory sizes, e.g. 1000,5000,10000,20000")
     run.add_argument("--storm-tablets", type=int)
     run.add_argument("--idle-seconds", type=float, help="idle period before each first-push probe")
@@ -95,6 +96,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "latency_high_rate",
             "latency_tablets",
             "throughput_steps",
+            "cost_rates",
             "memory_tablets",
             "storm_tablets",
             "idle_seconds",
@@ -136,6 +138,10 @@ async def run_suite(names: list[str], cfg: Config, out: Path, log_dir: Path, mod
         save("throughput", runs)
         if high_rate is None:
             high_rate = min(r["sustained_rate"] for r in runs) or None
+    if "cost" in names:
+        systems_by_cost = [system for system, _kind, _tablets in scenarios.COST_SYSTEMS]
+        runs = [await scenarios.cost_run(cfg, log_dir, s, rep) for rep in range(cfg.reps) for s in systems_by_cost]
+        save("cost", runs)
     if "latency" in names:
         if high_rate is None:
             high_rate = report.previous_sustained_rate(results_dir)

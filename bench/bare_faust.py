@@ -5,7 +5,8 @@ short session timeout; producer batches as Faust makes them, which the worker do
 a changelog's true end on Tansu; a stock Faust agent could not restart on that broker with them, but the
 drain never restarts it), the same three upstream topics; nothing else. Until 2026-12-05 (third session) both
 sent one record per batch (``producer_max_batch_size=1``). It
-answers ``GET /count`` with the events it consumed, so the bench measures it exactly as it measures a worker.
+answers ``GET /count`` with the events it consumed, so the bench measures it exactly as it measures a worker, and
+``GET /readyz`` with 200 once its consumer has partitions.
 
     faust -A bench.bare_faust worker -l info      (the bench starts it: bench/drain.py)
 """
@@ -67,3 +68,9 @@ async def write_one_key_per_event(stream: faust.StreamT) -> None:
 @app.page("/count")
 async def count(web: faust.web.Web, request: Request) -> Response:
     return web.json({"consumed": consumed})
+
+
+@app.page("/readyz")
+async def readyz(web: faust.web.Web, request: Request) -> Response:
+    ready = bool(app.consumer.assignment())
+    return web.json({"ready": ready, "consumed": consumed}, status=200 if ready else 503)

@@ -56,6 +56,8 @@ class Config:
     #: A step counts only if processes the suite did not start used at most this share of the box meanwhile
     #: (issue #14: a run on a busy box measures the box, not the worker).
     max_others_share: float = 0.20
+    #: 2b. CPU per event of partner-stream and both floors at these rates (``throughput_tablets`` tablets).
+    cost_rates: list[float] = field(default_factory=lambda: [1000.0, 1500.0, 2000.0])
 
     # 3. idle tablet memory
     memory_tablets: list[int] = field(default_factory=lambda: [1000, 5000, 10000, 20000])
@@ -106,6 +108,7 @@ def quick() -> Config:
         throughput_tablets=500,
         throughput_steps=[100.0, 200.0, 400.0, 700.0, 1000.0, 1500.0, 2000.0, 3000.0, 5000.0],
         step_seconds=3.0,
+        cost_rates=[500.0, 1000.0],
         memory_tablets=[1000, 3000],
         storm_tablets=500,
         idle_seconds=4.0,
@@ -130,6 +133,7 @@ def smoke() -> Config:
         throughput_steps=[50.0, 100.0],
         step_seconds=1.0,
         step_grace=2.0,
+        cost_rates=[50.0],
         memory_tablets=[20, 40],
         memory_reps=1,
         memory_settle_seconds=0.5,

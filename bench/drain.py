@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import signal
 import sys
@@ -27,11 +26,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
-from prometheus_client.parser import text_string_to_metric_families
 
-from partner_stream.dev.broker import EmbeddedBroker, free_port
+from partner_stream.dev.broker import EmbeddedBroker
 
 from . import procs
 
@@ -39,7 +36,6 @@ RESTAURANTS = 500
 MAX_OPEN = 8
 #: A run is not valid when processes the bench did not start used more than this share of the box.
 OTHERS_LIMIT_PERCENT = 20.0
-UPSTREAM_KINDS = ("OrderCreated", "OrderAccepted", "OrderRejected")
 
 Event = tuple[str, bytes, bytes]  # (topic, key, value)
 
@@ -79,38 +75,6 @@ def backlog(count: int, seed: int = 7) -> list[Event]:
                 body = {"OrderId": order, "RestaurantId": restaurant, "Reason": "out of rice"}
                 events.append((procs.TOPIC_REJECTED, key, orjson.dumps(body)))
     return events
-
-
-async def worker_applied(base_url: str) -> float:
-    """Upstream events a partner-stream worker applied (its own internal events left out)."""
-    async with aiohttp.ClientSession() as session, session.get(f"{base_url}/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "partner_stream_events_applied"
-        for sample in family.samples
-        if sample.name.endswith("_total") and sample.labels.get("kind") in UPSTREAM_KINDS
-    )
-
-
-async def bare_consumed(base_url: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{base_url}/count") as response:
-        return float((await response.json())["consumed"])
-
-
-def bare_faust(broker: EmbeddedBroker, log_dir: Path) -> procs.Server:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNER_STREAM_")}
-    env.update(
-        BARE_BROKER_URL=broker.url,
-        BARE_DATADIR=str(log_dir / "bare-data"),
-        BARE_WEB_PORT=str(port),
-        BARE_APP_ID=f"bench-bare-{port}",
-        PYTHONUNBUFFERED="1",
-    )
-    command = [sys.executable, "-m", "faust", "-A", "bench.bare_faust", "worker", "-l", "info"]
-    return procs.Server("floor", "bare-faust", command, env, log_dir / "bare-faust.log", port)
 
 
 #: Seconds between progress polls: a worker's /metrics costs it ~1 ms of CPU, so not much more often.
@@ -186,10 +150,8 @@ async def start_profiler(pid: int, out: Path) -> asyncio.subprocess.Process:
 
 async def measure(
     make: Callable[[EmbeddedBroker, Path], procs.Server],
-    progress_of: Callable[[str], Awaitable[float]],
     events: list[Event],
     log_dir: Path,
-    ready: Callable[[procs.Server], Awaitable[Any]],
     profile: Path | None = None,
 ) -> dict[str, Any]:
     """One server on a fresh broker: warm it with a small drain, then drain the backlog."""
@@ -199,9 +161,9 @@ async def measure(
     try:
         await procs.create_upstream_topics(broker.bootstrap, 8)
         server.start()
-        await ready(server)
+        await server.wait_ready()
         producer = await procs.new_producer(broker.bootstrap, linger_ms=5)
-        progress = lambda: progress_of(server.base_url)  # noqa: E731
+        progress = lambda: procs.consumed(server)  # noqa: E731
         await drain(server, producer, backlog(500, seed=1), progress)
         await procs.wait_for_quiet(30.0, max_wait=10.0)
         return await drain(server, producer, events, progress, profile)
@@ -212,28 +174,14 @@ async def measure(
         broker.stop()
 
 
-async def bare_ready(server: procs.Server) -> None:
-    await wait_until(lambda: _answers(server.base_url), 1, timeout=120)
-
-
-async def _answers(base_url: str) -> float:
-    try:
-        await bare_consumed(base_url)
-    except (aiohttp.ClientError, OSError, ValueError):
-        return 0.0
-    return 1.0
-
-
 async def run(count: int, log_dir: Path, worker_env: dict[str, str], profile: bool = False) -> dict[str, Any]:
     events = backlog(count)
     floor_profile = log_dir / "bare-faust.stacks" if profile else None
-    floor = await measure(bare_faust, bare_consumed, events, log_dir, bare_ready, floor_profile)
+    floor = await measure(procs.bare_faust, events, log_dir, floor_profile)
     worker = await measure(
         lambda broker, logs: procs.worker(broker, logs, extra_env=worker_env),
-        worker_applied,
         events,
         log_dir,
-        lambda server: server.wait_ready(),
         log_dir / "worker.stacks" if profile else None,
     )
     return {

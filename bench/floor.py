@@ -40,6 +40,8 @@ class Floor:
         self.ready = False
         self.seq = 0
         self.dropped = 0
+        #: Records consumed, for the bench's cost per event.
+        self.consumed = 0
 
     async def consume(self) -> None:
         consumer = AIOKafkaConsumer(
@@ -68,6 +70,7 @@ class Floor:
                 batches = await consumer.getmany(timeout_ms=1000)
                 for tp, records in batches.items():
                     name = names[tp.topic]
+                    self.consumed += len(records)
                     for record in records:
                         event = json.loads(record.value)
                         self.seq += 1
@@ -110,7 +113,8 @@ class Floor:
             pass
 
     async def readyz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ready": self.ready, "dropped": self.dropped}, status=200 if self.ready else 503)
+        body = {"ready": self.ready, "dropped": self.dropped, "consumed": self.consumed}
+        return web.json_response(body, status=200 if self.ready else 503)
 
 
 def parse_args() -> argparse.Namespace:

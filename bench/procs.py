@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
 
 from partner_stream.dev.broker import EmbeddedBroker, free_port, stop_process
 from partner_stream.dev.local import REPO_ROOT, WORKER_COMMAND, NotReady, local_worker_env, log_tail, spawn, wait_ready
@@ -141,7 +143,7 @@ async def new_producer(bootstrap: str, linger_ms: int) -> AIOKafkaProducer:
 class Server:
     """A server process under test: a partner-stream worker or the floor bridge."""
 
-    kind: str  # "worker" or "floor"
+    kind: str  # "worker", "floor" or "bare-faust"
     name: str
     command: list[str]
     env: dict[str, str]
@@ -244,6 +246,43 @@ def floor(broker: EmbeddedBroker, log_dir: Path, *, name: str = "floor", loop: s
         loop,
     ]
     return Server("floor", name, command, env, log_dir / f"{name}.log", port)
+
+
+def bare_faust(broker: EmbeddedBroker, log_dir: Path, *, name: str = "bare-faust") -> Server:
+    """The framework's own floor: a stock Faust agent writing one table key per event (bench/bare_faust.py)."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNER_STREAM_")}
+    env.update(
+        BARE_BROKER_URL=broker.url,
+        BARE_DATADIR=str(log_dir / f"{name}-data"),
+        BARE_WEB_PORT=str(port),
+        BARE_APP_ID=f"bench-bare-{port}",
+        PYTHONUNBUFFERED="1",
+    )
+    command = [sys.executable, "-m", "faust", "-A", "bench.bare_faust", "worker", "-l", "info"]
+    return Server("bare-faust", name, command, env, log_dir / f"{name}.log", port)
+
+
+#: The worker's counter of applied events, and the kinds of them that came from upstream.
+_APPLIED = "partner_stream_events_applied"
+_UPSTREAM_KINDS = {"OrderCreated", "OrderAccepted", "OrderRejected"}
+
+
+async def consumed(server: Server) -> float:
+    """Upstream events ``server`` has taken in so far, by its own count (a worker: applied to its table)."""
+    if server.kind == "worker":
+        async with aiohttp.ClientSession() as session, session.get(f"{server.base_url}/metrics") as response:
+            text = await response.text()
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == _APPLIED
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels.get("kind") in _UPSTREAM_KINDS
+        )
+    path = "/count" if server.kind == "bare-faust" else "/readyz"
+    async with aiohttp.ClientSession() as session, session.get(f"{server.base_url}{path}") as response:
+        return float((await response.json())["consumed"])
 
 
 # -- tablet fleets ---------------------------------------------------------------------------

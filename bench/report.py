@@ -386,6 +386,104 @@ def throughput_section(document: dict[str, Any], targets: list[list[str]]) -> st
     return "\n".join(text)
 
 
+def _cost_steps(runs: list[dict[str, Any]], system: str, rate: float) -> list[dict[str, Any]]:
+    return [s for r in runs if r["system"] == system for s in r["steps"] if s["offered_rate"] == rate]
+
+
+def _us(steps: list[dict[str, Any]]) -> list[float | None]:
+    return [s["server_us_per_event"] for s in steps if s.get("valid", True)]
+
+
+def cost_bounds(runs: list[dict[str, Any]]) -> dict[float, dict[str, list[float]]]:
+    """Per rate and repetition: the bridge's push cost (with tablets minus without), the bound a Faust worker that
+    pushes cannot go under (stock Faust's one-write agent plus that push cost), and partner-stream against it."""
+    bounds: dict[float, dict[str, list[float]]] = {}
+    rates = sorted({s["offered_rate"] for r in runs for s in r["steps"]})
+    reps = sorted({r["rep"] for r in runs})
+    for rate in rates:
+        push, bound, ratio = [], [], []
+        for rep in reps:
+            one = [r for r in runs if r["rep"] == rep]
+            us = {system: _us(_cost_steps(one, system, rate)) for system, _kind, _tablets in COST_SYSTEM_NAMES}
+            if not all(len(values) == 1 and values[0] for values in us.values()):
+                continue
+            pushing = us["floor"][0] - us["floor, no tablets"][0]
+            push.append(pushing)
+            bound.append(us["bare faust"][0] + pushing)
+            ratio.append(us["partner-stream"][0] / bound[-1])
+        bounds[rate] = {"push": push, "bound": bound, "ratio": ratio}
+    return bounds
+
+
+MICROS = " \u00b5s"
+TIMES = "\u00d7"
+#: The systems of bench/scenarios.py's COST_SYSTEMS (the report reads JSON only, it does not import scenarios).
+COST_SYSTEM_NAMES = (
+    ("partner-stream", "partner-stream", True),
+    ("floor", "floor", True),
+    ("floor, no tablets", "floor", False),
+    ("bare faust", "bare-faust", False),
+)
+
+
+def cost_section(document: dict[str, Any], targets: list[list[str]]) -> str:
+    runs = document["runs"]
+    bounds = cost_bounds(runs)
+    rows = []
+    for rate, bound in bounds.items():
+        cells = [_num(rate, 0)]
+        for system, _kind, _tablets in COST_SYSTEM_NAMES:
+            us = _us(_cost_steps(runs, system, rate))
+            percent = [u * rate / 1e4 if u else None for u in us]
+            cells.append(f"{span(us, 0, MICROS)} ({span(percent, 0, ' %')})")
+        cells += [
+            span(bound["push"], 0, MICROS),
+            f"{span(bound['bound'], 0, MICROS)} ({span([b * rate / 1e4 for b in bound['bound']], 0, ' %')})",
+            span(bound["ratio"], 2, "\u00d7"),
+        ]
+        rows.append(cells)
+    top = max(bounds) if bounds else None
+    if top is not None and bounds[top]["bound"]:
+        core = [b * top / 1e4 for b in bounds[top]["bound"]]
+        targets.append(
+            [
+                f"what any Faust worker that pushes needs at {top:,.0f} ev/s (#14 goal 2)",
+                "well under a core, or p99 cannot stay near the bridge's",
+                f"\u2265 {span(core, 0, ' %')} of a core (Faust's one-write agent + the bridge's push); "
+                f"partner-stream {span(bounds[top]['ratio'], 2, TIMES)} that",
+                _verdict(None),
+            ]
+        )
+    tablets = max((r["tablets"] for r in runs), default=0)
+    text = [
+        "## 2b. CPU per event at the live rates, against Faust's floor and the bridge's",
+        "",
+        f"Each server on its own fresh broker, at each rate for {document['meta']['config']['step_seconds']:.0f} s; "
+        "its CPU counted from the step's first event until its own count has every event of the step (and, "
+        f"with tablets, every push arrived): CPU per event, and in brackets the share of a core that cost means at "
+        f"that rate. *partner-stream* and *floor* push to {tablets:,} tablets; *floor, no tablets* is the same "
+        "bridge with none, so the difference is what pushing costs it; *bare faust* is a stock Faust agent "
+        "writing one table key per event (bench/bare_faust.py), with Faust's own 1.5 s fetch wait, its cheapest "
+        "(larger batches; a shorter wait only adds fetches). *bound* = bare faust + the bridge's push: what a "
+        "Faust worker that writes its table once per event and pushes like the bridge cannot go under.",
+        "",
+        _table(
+            [
+                "ev/s",
+                "partner-stream",
+                "floor",
+                "floor, no tablets",
+                "bare faust",
+                "push (floor)",
+                "bound",
+                "partner-stream \u00d7 bound",
+            ],
+            rows,
+        ),
+    ]
+    return "\n".join(text)
+
+
 def memory_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     runs = document["runs"]
     sizes = sorted({p["wanted"] for r in runs for p in r["points"]})
@@ -670,11 +768,12 @@ python -m bench report                   # rebuild this page and the plots from 
 python -m bench run throughput --upstream-key order   # upstream keyed by order ID: every event re-keyed
 python -m bench run throughput --event-loop asyncio   # both servers on asyncio's loop instead of uvloop
 python -m bench run --help               # every size option
+python -m bench run cost --reps 2        # CPU per event at 1,000-2,000 ev/s: partner-stream, the bridge, Faust
 python -m bench.drain                    # catch-up after an outage: CPU per event against a bare Faust agent
 python -m bench.drain --profile --logs /tmp/drain   # the same, with py-spy stacks of both servers
 ```
 
-Scenarios: `throughput`, `latency`, `memory`, `storm`, `idle`, `failover`, `table`. The suite is not part of
+Scenarios: `throughput`, `cost`, `latency`, `memory`, `storm`, `idle`, `failover`, `table`. The suite is not part of
 `scripts/test`; `tests/test_bench_smoke.py` runs it with tiny sizes into a temp dir (no timing asserted).
 
 Protocol (the floor note's): a fresh embedded broker (Tansu, in memory) for every run; producer linger
@@ -751,6 +850,7 @@ def write_report(out: Path) -> Path:
     builders = {
         "latency": (latency_section, plot_latency),
         "throughput": (throughput_section, plot_throughput),
+        "cost": (cost_section, None),
         "memory": (memory_section, plot_memory),
         "storm": (storm_section, None),
         "idle": (idle_section, None),
@@ -762,7 +862,7 @@ def write_report(out: Path) -> Path:
         plotting = True
     except ImportError:
         plotting = False
-    for name in ("latency", "throughput", "memory", "storm", "idle", "failover", "table"):
+    for name in ("latency", "throughput", "cost", "memory", "storm", "idle", "failover", "table"):
         if name not in documents:
             continue
         section, plot = builders[name]

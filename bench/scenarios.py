@@ -21,7 +21,7 @@ import jwt
 from . import procs
 from .config import Config
 from .fleet import summarize_values
-from .load import OrderLoad, restaurant_ids
+from .load import LoadResult, OrderLoad, restaurant_ids
 
 log = logging.getLogger("bench")
 
@@ -90,6 +90,8 @@ class Stack:
     async def server(self, system: str, name: str | None = None) -> procs.Server:
         if system == "floor":
             server = procs.floor(self.broker, self.log_dir, name=name or "floor", loop=self.cfg.event_loop)
+        elif system == "bare-faust":
+            server = procs.bare_faust(self.broker, self.log_dir, name=name or "bare-faust")
         else:
             server = procs.worker(
                 self.broker,
@@ -285,6 +287,89 @@ async def throughput_run(cfg: Config, log_dir: Path, rep: int) -> dict[str, Any]
         "quiet_before": stack.quiet_before,
         "server_rss_mib": round(rss / 2**20, 1),
     }
+
+
+# -- 2b. CPU per event at the live rates, against both floors (issue #14, goal 2) --------------
+
+#: (system, server, with tablets): partner-stream, the bridge with and without its tablets (the difference is
+#: what pushing costs the bridge), and a stock Faust agent writing one table key per event (what a Faust
+#: worker's table step costs, no pushes). Together the last three bound what any Faust worker that pushes pays.
+COST_SYSTEMS: tuple[tuple[str, str, bool], ...] = (
+    ("partner-stream", "partner-stream", True),
+    ("floor", "floor", True),
+    ("floor, no tablets", "floor", False),
+    ("bare faust", "bare-faust", False),
+)
+#: Longest wait after a step for its events to be taken in (stock Faust fetches with a 1.5 s wait).
+COST_CATCH_UP_SECONDS = 15.0
+
+
+async def cost_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[str, Any]:
+    """The server's CPU per event at each of ``cfg.cost_rates``, counted until it took in every event of a step.
+
+    The window runs from the step's first event until the server's own count has every one of them (and, with
+    tablets, every push arrived), so a server that batches by fetching late (stock Faust waits 1.5 s) pays for
+    all of its events, and one that falls behind shows it in ``caught_up_s``.
+    """
+    kind, tablets = next((kind, tablets) for name, kind, tablets in COST_SYSTEMS if name == system)
+    slug = system.replace(", ", "-").replace(" ", "-")
+    async with Stack(cfg, log_dir, f"cost-{slug}-r{rep}") as stack:
+        server = await stack.server(kind)
+        tablets_of: dict[str, int] = {}
+        if tablets:
+            specs = tablet_specs(kind, server.base_url, cfg.throughput_tablets, stack.restaurants)
+            await stack.connect(specs, (await stack.fleet_for(len(specs)))[:1])
+            tablets_of = per_restaurant(specs)
+        load = stack.load
+        assert load is not None
+        await _run_and_take_in(stack, server, tablets_of, cfg.cost_rates[0], cfg.warmup_seconds)
+        steps = []
+        for rate in cfg.cost_rates:
+            meter = stack.meter()
+            meter.start()
+            sent, caught_up = await _run_and_take_in(stack, server, tablets_of, rate, cfg.step_seconds)
+            cpu = meter.stop()
+            seconds = cpu["cpu_seconds"][server.name]
+            us_per_event = seconds / sent.sent * 1e6 if sent.sent else None
+            others_share = cpu["other_processes_percent_of_core"] / (100.0 * (os.cpu_count() or 1))
+            steps.append(
+                {
+                    "offered_rate": rate,
+                    "achieved_rate": sent.as_dict()["achieved_rate"],
+                    "events": sent.sent,
+                    "caught_up_s": None if caught_up is None else round(caught_up, 2),
+                    "server_us_per_event": round(us_per_event, 1) if us_per_event else None,
+                    # What the server would use of a core to keep up with ``rate`` at that cost.
+                    "percent_of_core_at_rate": round(us_per_event * rate / 1e4, 1) if us_per_event else None,
+                    "cpu": cpu,
+                    "others_share_of_box": round(others_share, 3),
+                    "valid": others_share <= cfg.max_others_share and caught_up is not None,
+                }
+            )
+            log.info("cost %s at %s ev/s: %s us/event", system, rate, steps[-1]["server_us_per_event"])
+    return {"system": system, "rep": rep, "tablets": cfg.throughput_tablets if tablets else 0, "steps": steps}
+
+
+async def _run_and_take_in(
+    stack: Stack, server: procs.Server, tablets_of: dict[str, int], rate: float, seconds: float
+) -> tuple[LoadResult, float | None]:
+    """Send ``rate`` events/s for ``seconds``, then wait until the server counted all of them and the tablets got
+    every push; return the load and the seconds that took after the last send (None: not within
+    COST_CATCH_UP_SECONDS). The server's count is polled every 0.25 s: a worker's /metrics costs it ~1 ms."""
+    load = stack.load
+    assert load is not None
+    mark = load.mark()
+    consumed0 = await procs.consumed(server)
+    frames0 = await stack.frames() if tablets_of else 0
+    sent = await load.run(rate, seconds)
+    sent_at = time.monotonic()
+    frames_wanted = frames0 + load.expected_frames(mark, tablets_of)
+    while time.monotonic() - sent_at < COST_CATCH_UP_SECONDS:
+        pushed = not tablets_of or await stack.frames() >= frames_wanted
+        if pushed and await procs.consumed(server) >= consumed0 + sent.sent:
+            return sent, time.monotonic() - sent_at
+        await asyncio.sleep(0.25)
+    return sent, None
 
 
 # -- 3. idle tablet memory -------------------------------------------------------------------

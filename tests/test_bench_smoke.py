@@ -77,3 +77,44 @@ def test_drain_bench_runs_with_a_tiny_backlog(tmp_path: Path) -> None:
     for server in ("bare_faust", "partner_stream"):
         assert run[server]["events"] == 300 and run[server]["cpu_us_per_event"] > 0
     assert run["cpu_ratio_to_floor"] > 0
+
+
+@pytest.mark.timeout(240)
+def test_cost_bench_measures_partner_stream_and_both_floors(tmp_path: Path) -> None:
+    out = tmp_path / "docs"
+    command = [sys.executable, "-m", "bench", "run", "cost", "--smoke", "--out", str(out)]
+    completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=230, check=False)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+
+    cost = json.loads((out / "bench-results" / "cost.json").read_text())
+    systems = {run["system"] for run in cost["runs"]}
+    assert systems == {"partner-stream", "floor", "floor, no tablets", "bare faust"}
+    for run in cost["runs"]:
+        for step in run["steps"]:
+            assert step["events"] > 0 and step["caught_up_s"] is not None, run
+            assert step["server_us_per_event"] > 0, run
+    report = (out / "benchmarks.md").read_text()
+    assert "## 2b. CPU per event at the live rates" in report
+    assert "what any Faust worker that pushes needs" in report
+
+
+def test_the_cost_bound_is_faust_plus_the_bridges_push_per_repetition() -> None:
+    from bench.report import cost_bounds
+
+    def run(system: str, rep: int, us: float) -> dict[str, object]:
+        return {"system": system, "rep": rep, "steps": [{"offered_rate": 2000.0, "server_us_per_event": us}]}
+
+    runs = [
+        run("partner-stream", 0, 550.0),
+        run("floor", 0, 160.0),
+        run("floor, no tablets", 0, 130.0),
+        run("bare faust", 0, 420.0),
+        run("partner-stream", 1, 500.0),
+        run("floor", 1, 170.0),
+        run("floor, no tablets", 1, 150.0),
+        run("bare faust", 1, 480.0),
+    ]
+    bounds = cost_bounds(runs)[2000.0]
+    assert bounds["push"] == [30.0, 20.0]
+    assert bounds["bound"] == [450.0, 500.0]
+    assert bounds["ratio"] == [550.0 / 450.0, 1.0]
