@@ -248,10 +248,15 @@ def floor(broker: EmbeddedBroker, log_dir: Path, *, name: str = "floor", loop: s
     return Server("floor", name, command, env, log_dir / f"{name}.log", port)
 
 
-def bare_faust(broker: EmbeddedBroker, log_dir: Path, *, name: str = "bare-faust") -> Server:
-    """The framework's own floor: a stock Faust agent writing one table key per event (bench/bare_faust.py)."""
+def bare_faust(
+    broker: EmbeddedBroker, log_dir: Path, *, name: str = "bare-faust", fetch_max_wait_ms: int | None = None
+) -> Server:
+    """The framework's own floor: a stock Faust agent writing one table key per event (bench/bare_faust.py);
+    ``fetch_max_wait_ms`` replaces Faust's 1.5 s fetch wait."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PARTNER_STREAM_")}
+    if fetch_max_wait_ms is not None:
+        env["BARE_FETCH_MAX_WAIT_MS"] = str(fetch_max_wait_ms)
     env.update(
         BARE_BROKER_URL=broker.url,
         BARE_DATADIR=str(log_dir / f"{name}-data"),

@@ -92,6 +92,9 @@ class Stack:
             server = procs.floor(self.broker, self.log_dir, name=name or "floor", loop=self.cfg.event_loop)
         elif system == "bare-faust":
             server = procs.bare_faust(self.broker, self.log_dir, name=name or "bare-faust")
+        elif system == "bare-faust-5ms":
+            wait = procs.FETCH_MAX_WAIT_MS
+            server = procs.bare_faust(self.broker, self.log_dir, name=name or "bare-faust", fetch_max_wait_ms=wait)
         else:
             server = procs.worker(
                 self.broker,
@@ -293,12 +296,14 @@ async def throughput_run(cfg: Config, log_dir: Path, rep: int) -> dict[str, Any]
 
 #: (system, server, with tablets): partner-stream, the bridge with and without its tablets (the difference is
 #: what pushing costs the bridge), and a stock Faust agent writing one table key per event (what a Faust
-#: worker's table step costs, no pushes). Together the last three bound what any Faust worker that pushes pays.
+#: worker's table step costs, no pushes), with Faust's 1.5 s fetch wait (its cheapest) and with the 5 ms a
+#: worker that pushes within milliseconds needs on this broker. Together they bound what any Faust worker pays.
 COST_SYSTEMS: tuple[tuple[str, str, bool], ...] = (
     ("partner-stream", "partner-stream", True),
     ("floor", "floor", True),
     ("floor, no tablets", "floor", False),
     ("bare faust", "bare-faust", False),
+    ("bare faust, 5 ms fetch", "bare-faust-5ms", False),
 )
 #: Longest wait after a step for its events to be taken in (stock Faust fetches with a 1.5 s wait).
 COST_CATCH_UP_SECONDS = 15.0

@@ -88,7 +88,7 @@ def test_cost_bench_measures_partner_stream_and_both_floors(tmp_path: Path) -> N
 
     cost = json.loads((out / "bench-results" / "cost.json").read_text())
     systems = {run["system"] for run in cost["runs"]}
-    assert systems == {"partner-stream", "floor", "floor, no tablets", "bare faust"}
+    assert systems == {"partner-stream", "floor", "floor, no tablets", "bare faust", "bare faust, 5 ms fetch"}
     for run in cost["runs"]:
         for step in run["steps"]:
             assert step["events"] > 0 and step["caught_up_s"] is not None, run
@@ -109,6 +109,7 @@ def test_the_cost_bound_is_faust_plus_the_bridges_push_per_repetition() -> None:
         run("floor", 0, 160.0),
         run("floor, no tablets", 0, 130.0),
         run("bare faust", 0, 420.0),
+        run("bare faust, 5 ms fetch", 0, 470.0),
         run("partner-stream", 1, 500.0),
         run("floor", 1, 170.0),
         run("floor, no tablets", 1, 150.0),
@@ -118,3 +119,5 @@ def test_the_cost_bound_is_faust_plus_the_bridges_push_per_repetition() -> None:
     assert bounds["push"] == [30.0, 20.0]
     assert bounds["bound"] == [450.0, 500.0]
     assert bounds["ratio"] == [550.0 / 450.0, 1.0]
+    assert bounds["bound_5ms"] == [500.0]  # the second repetition has no 5 ms run: no bound for it
+    assert bounds["ratio_5ms"] == [1.1]
