@@ -59,6 +59,7 @@ class Connection:
     # Thousands per worker: no per-instance __dict__.
     __slots__ = (
         "_batch_records",
+        "_preamble",
         "_queue",
         "_queue_size",
         "_queued_snapshot",
@@ -111,6 +112,9 @@ class Connection:
         self._queue: deque[Outbound] | None = None
         #: The requested snapshot (or snapshot reply) queued and not yet encoded: one at a time per socket.
         self._queued_snapshot: Outbound | None = None
+        #: What the next write starts with, ahead of the queue, and what no disconnect drops (SignalR's handshake
+        #: reply: a client reads nothing, a Close included, before it).
+        self._preamble: Outbound | None = None
         #: Token buckets of this socket's requests and acknowledgements, created by the hub on first use.
         self.request_budget: TokenBucket | None = None
         self.ack_budget: TokenBucket | None = None
@@ -145,6 +149,12 @@ class Connection:
         self._ensure_writer()
         return True
 
+    def send_first(self, message: Outbound) -> None:
+        """Send ``message`` before anything queued, in the same write as what gets queued next (SignalR's
+        handshake reply rides in the snapshot's frame: one write and one client message fewer per connect)."""
+        self._preamble = message
+        self._ensure_writer()
+
     def offer_snapshot(self, message: Outbound) -> bool:
         """Queue a snapshot (or a reply carrying one) unless one is already waiting to be sent.
 
@@ -169,7 +179,7 @@ class Connection:
         # Queued messages are dropped; the Close goes next, even if a write is in flight.
         self._queue = deque([Close(reason)])
         self._queued_snapshot = None
-        self._ensure_writer()
+        self._ensure_writer()  # the preamble, if not sent yet, still goes first
         # A tablet that does not read can block the writer forever: cut it after a grace period.
         asyncio.get_running_loop().call_later(CLOSE_GRACE_SECONDS, self._abort_if_stuck)
 
@@ -213,7 +223,7 @@ class Connection:
     async def _drain(self) -> None:
         """Send until the queue is empty (then exit: the next offer starts a new writer) or closed."""
         try:
-            while self._queue and self.status is not ConnectionStatus.CLOSED:
+            while (self._queue or self._preamble is not None) and self.status is not ConnectionStatus.CLOSED:
                 if not await self._flush_once():
                     self._finish()
                     return
@@ -237,11 +247,15 @@ class Connection:
 
     async def _flush_once(self) -> bool:
         """Send what is queued; False once the Close message went out (the socket is then closed)."""
-        queue = self._queue
-        assert queue is not None
+        queue = self._queue if self._queue is not None else deque()
         closing: Close | None = None
         frames: list[str] = []
         size = 0
+        if self._preamble is not None:
+            frames.append(self.codec.send(self._preamble))
+            self._preamble = None
+            if not self._batch_records:
+                await self.ws.send_str(frames.pop())
         # One write per burst, but never more than BATCH_BYTES in one (bar a single large message): a
         # batch is one string in memory, and the next one is only encoded once this one was written.
         while queue and size < BATCH_BYTES:

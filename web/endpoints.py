@@ -194,9 +194,8 @@ class TabletEndpoints:
             if protocol == "signalr" and not await self._signalr_handshake(ws, connection):
                 return ws
             if protocol == "signalr":
-                # Written before anything can be queued: nothing may precede it, and a later
-                # disconnect (which drops queued messages) must not swallow it.
-                await ws.send_str(connection.codec.send(HandshakeAccepted()))
+                # Ahead of everything queued, and kept by a disconnect; written with the snapshot.
+                connection.send_first(HandshakeAccepted())
             # Ownership was checked before the upgrade; a rebalance may have finished since (a SignalR
             # client has 15 s to send its handshake). Attaching to a stale owner would mean no pushes ever.
             placement = self.locate(identity.restaurant_id).placement

@@ -41,6 +41,7 @@ from partner_stream_web.protocols.messages import (
     ClientPing,
     HandshakeAccepted,
     InvalidInvocation,
+    Push,
     Resume,
     ServerPing,
     SnapshotRequested,
@@ -148,7 +149,6 @@ class Env:
         if protocol == "signalr":
             codec = SignalRCodec()
             drain(codec, HANDSHAKE)
-            codec.send(HandshakeAccepted())  # endpoints write this straight to the socket, before the writer
         else:
             codec = PlainCodec()
         connection = Connection(
@@ -160,6 +160,8 @@ class Env:
             batch_records=protocol == "signalr",
             transport=transport,  # type: ignore[arg-type]
         )
+        if protocol == "signalr":
+            connection.send_first(HandshakeAccepted())  # as the endpoint: ahead of anything queued
         self.connections.append(connection)
         if attach:
             self.hub.attach(connection)
@@ -201,7 +203,8 @@ async def env() -> AsyncIterator[Env]:
 
 
 def wire(connection: Connection) -> list[dict[str, Any]]:
-    """Every message the fake socket was sent, JSON-decoded (SignalR frames split into records)."""
+    """Every message the fake socket was sent, JSON-decoded (SignalR frames split into records, the handshake
+    reply checked to come first and left out)."""
     ws: FakeWebSocket = connection.ws  # type: ignore[assignment]
     messages: list[dict[str, Any]] = []
     for frame in ws.frames:
@@ -210,6 +213,9 @@ def wire(connection: Connection) -> list[dict[str, Any]]:
             messages.extend(json.loads(record) for record in frame.split(RS)[:-1])
         else:
             messages.append(json.loads(frame))
+    if connection.protocol == "signalr" and messages:
+        assert messages[0] == {}, f"the handshake reply must come first: {messages[:2]}"
+        del messages[0]
     return messages
 
 
@@ -718,15 +724,38 @@ async def test_the_same_seq_with_other_orders_after_a_rebuild_is_never_served_fr
 
 async def test_signalr_batches_queued_records_into_one_frame(env: Env) -> None:
     tablet = env.connect("r1", protocol="signalr")
-    # Queued in one event-loop step: snapshot, two pushes, a ping -> one frame with four records.
+    # Queued in one event-loop step: handshake reply, snapshot, two pushes, a ping -> one frame, five records.
     env.kitchen.new_order(env.hub, "r1", "o1")
     env.kitchen.new_order(env.hub, "r1", "o2")
     env.hub.ping_all(now=tablet.last_received)
     await settle(tablet)
 
     [frame] = tablet.ws.frames  # type: ignore[attr-defined]
-    assert frame.count(RS) == 4 and frame.endswith(RS)
+    assert frame.startswith("{}" + RS) and frame.count(RS) == 5 and frame.endswith(RS)
     assert names(tablet) == ["PendingOrders", "NewOrder", "NewOrder", "ping"]
+
+
+async def test_the_signalr_handshake_reply_rides_in_the_snapshots_frame(env: Env) -> None:
+    """One write and one client message per connect, not two; the reply first, as the protocol requires."""
+    tablet = env.connect("r1", protocol="signalr")
+    await settle(tablet)
+
+    [frame] = tablet.ws.frames  # type: ignore[attr-defined]
+    reply, snapshot, rest = frame.split(RS)
+    assert reply == "{}" and json.loads(snapshot)["target"] == "PendingOrders" and rest == ""
+
+
+async def test_a_disconnect_before_the_first_write_still_sends_the_handshake_reply_first(env: Env) -> None:
+    """A SignalR client reads nothing before the handshake reply, a Close included: the disconnect keeps it."""
+    tablet = env.connect("r1", protocol="signalr", attach=False)
+    tablet.offer(Push(name="NewOrder", seq=1, data={"orderId": "o1", "seq": 1}))
+    tablet.disconnect(RESYNC)  # drops what was queued, not the reply
+    await settle(tablet)
+
+    [frame] = tablet.ws.frames  # type: ignore[attr-defined]
+    reply, close, rest = frame.split(RS)
+    assert reply == "{}" and json.loads(close)["type"] == 7 and rest == ""
+    assert tablet.ws.closed is not None  # type: ignore[attr-defined]
 
 
 async def test_plain_sends_one_json_object_per_frame(env: Env) -> None:
