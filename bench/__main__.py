@@ -72,6 +72,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--cost-rates", type=_floats, help="rates of the cost-per-event scenario, e.g. 1000,2000")
     run.add_argument("--memory-tablets", type=_ints, help="idle-memory sizes, e.g. 1000,5000,10000,20000")
     run.add_argument("--storm-tablets", type=int)
+    run.add_argument(
+        "--storm-protocols",
+        type=lambda text: text.split(","),
+        help="partner-stream's storm tablets, alternating: signalr (negotiates), signalr-direct (skipNegotiation), "
+        "plain (default signalr,plain)",
+    )
     run.add_argument("--idle-seconds", type=float, help="idle period before each first-push probe")
     run.add_argument("--failover-tablets", type=int)
     run.add_argument("--quiet-wait", type=float, help="max seconds to wait for a quiet box before each run")
@@ -99,6 +105,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "cost_rates",
             "memory_tablets",
             "storm_tablets",
+            "storm_protocols",
             "idle_seconds",
             "failover_tablets",
             "quiet_wait",

@@ -1,7 +1,8 @@
 """A process full of tablets: thousands of WebSocket clients, driven by the harness over JSON lines.
 
 Tablets speak partner-stream's plain protocol (``/ws/partner``), its SignalR JSON hub protocol (negotiate,
-``/partnerhub``, handshake) or the floor's plain frames, with raw aiohttp sockets. Each keeps the pending-order
+``/partnerhub``, handshake; ``signalr-direct``: without the negotiate, as the official client with
+``skipNegotiation``) or the floor's plain frames, with raw aiohttp sockets. Each keeps the pending-order
 view a real tablet would (snapshot, then pushes, ``seq`` checked) and times every push from the producer's send
 time carried in the event (``CustomerName = "bench <unix time>"``, ``AcceptedAt`` = send time) to its parse here.
 
@@ -72,6 +73,7 @@ class Tablet:
         "fleet",
         "gaps",
         "index",
+        "negotiates",
         "pending",
         "protocol",
         "reader",
@@ -88,7 +90,9 @@ class Tablet:
         self.fleet = fleet
         self.index = index
         self.restaurant = restaurant
-        self.protocol = protocol  # "plain", "signalr" or "floor"
+        #: SignalR's negotiate request before the socket (the official client's default; skipNegotiation: none).
+        self.negotiates = protocol == "signalr"
+        self.protocol = "signalr" if protocol == "signalr-direct" else protocol  # "plain", "signalr" or "floor"
         self.base = base.rstrip("/")
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.reader: asyncio.Task[None] | None = None
@@ -116,7 +120,9 @@ class Tablet:
         ws_base = "ws" + self.base[4:]
         session = fleet.session
         assert session is not None
-        if self.protocol == "signalr":
+        if self.protocol == "signalr" and not self.negotiates:
+            url = f"{ws_base}/partnerhub?restaurantId={self.restaurant}&access_token={token}"
+        elif self.protocol == "signalr":
             url = f"{self.base}/partnerhub/negotiate?negotiateVersion=1&restaurantId={self.restaurant}"
             async with session.post(url, headers={"Authorization": f"Bearer {token}"}) as response:
                 if response.status != 200:

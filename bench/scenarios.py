@@ -34,9 +34,17 @@ def protocols_for(system: str) -> list[str]:
     return ["floor"] if system == "floor" else ["signalr", "plain"]
 
 
-def tablet_specs(system: str, base_url: str, count: int, restaurants: list[str], offset: int = 0) -> list[list[str]]:
-    """``count`` tablets spread evenly over ``restaurants``; partner-stream alternates SignalR and plain."""
-    protocols = protocols_for(system)
+def tablet_specs(
+    system: str,
+    base_url: str,
+    count: int,
+    restaurants: list[str],
+    offset: int = 0,
+    protocols: list[str] | None = None,
+) -> list[list[str]]:
+    """``count`` tablets spread evenly over ``restaurants``; partner-stream alternates SignalR and plain, or
+    ``protocols``."""
+    protocols = protocols_for(system) if protocols is None or system == "floor" else protocols
     specs = []
     for i in range(offset, offset + count):
         restaurant = restaurants[i % len(restaurants)]
@@ -445,7 +453,9 @@ async def _prefill(stack: Stack, tablets_of: dict[str, int], per_restaurant_orde
 async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[str, Any]:
     async with Stack(cfg, log_dir, f"storm-{system}-r{rep}") as stack:
         server = await stack.server(system)
-        specs = tablet_specs(system, server.base_url, cfg.storm_tablets, stack.restaurants)
+        specs = tablet_specs(
+            system, server.base_url, cfg.storm_tablets, stack.restaurants, protocols=cfg.storm_protocols
+        )
         fleets = await stack.fleet_for(len(specs), at_least=min(cfg.storm_fleets, len(specs)))
         connect = await stack.connect(specs, fleets)
         await _prefill(stack, per_restaurant(specs), cfg.storm_pending_per_restaurant)
@@ -477,6 +487,7 @@ async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[s
         "rep": rep,
         "tablets": cfg.storm_tablets,
         "pending_per_restaurant": cfg.storm_pending_per_restaurant if system != "floor" else 0,
+        "protocols": protocols_for(system) if system == "floor" else cfg.storm_protocols,
         "initial_connect": connect,
         "storms": storms,
         "quiet_before": stack.quiet_before,
