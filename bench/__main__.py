@@ -73,10 +73,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--memory-tablets", type=_ints, help="idle-memory sizes, e.g. 1000,5000,10000,20000")
     run.add_argument("--storm-tablets", type=int)
     run.add_argument(
-        "--storm-protocols",
-        type=lambda text: text.split(","),
-        help="partner-stream's storm tablets, alternating: signalr (negotiates), signalr-direct (skipNegotiation), "
-        "plain (default signalr,plain)",
+        "--storm-mixes",
+        type=lambda text: [mix.split(",") for mix in text.split(";")],
+        help="partner-stream's storm tablet mixes, ';' between mixes, ',' between a mix's alternating protocols: "
+        "signalr (negotiates), signalr-direct (skipNegotiation), plain (default 'signalr,plain;signalr-direct,plain')",
     )
     run.add_argument("--idle-seconds", type=float, help="idle period before each first-push probe")
     run.add_argument("--failover-tablets", type=int)
@@ -105,7 +105,7 @@ def build_config(args: argparse.Namespace) -> Config:
             "cost_rates",
             "memory_tablets",
             "storm_tablets",
-            "storm_protocols",
+            "storm_mixes",
             "idle_seconds",
             "failover_tablets",
             "quiet_wait",
@@ -166,7 +166,11 @@ async def run_suite(names: list[str], cfg: Config, out: Path, log_dir: Path, mod
         runs = [await scenarios.memory_run(cfg, log_dir, system, rep) for rep in reps for system in systems]
         save("memory", runs)
     if "storm" in names:
-        runs = [await scenarios.storm_run(cfg, log_dir, system, rep) for rep in range(cfg.reps) for system in systems]
+        runs = []
+        for rep in range(cfg.reps):
+            runs.append(await scenarios.storm_run(cfg, log_dir, "floor", rep))
+            for mix in cfg.storm_mixes:
+                runs.append(await scenarios.storm_run(cfg, log_dir, "partner-stream", rep, protocols=mix))
         save("storm", runs)
     if "idle" in names:
         runs = [await scenarios.idle_run(cfg, log_dir, system, rep) for rep in range(cfg.reps) for system in systems]

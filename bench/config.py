@@ -73,9 +73,10 @@ class Config:
     #: Client processes sharing the storm's tablets: one Python client saturates its core before a server
     #: does (measured: the client at 90-95 % of a core while the worker was at 65-70 %).
     storm_fleets: int = 2
-    #: partner-stream's tablets in the storm, alternating: "signalr" negotiates first (the official client's
-    #: default), "signalr-direct" does not (its skipNegotiation), "plain" is the plain protocol.
-    storm_protocols: list[str] = field(default_factory=lambda: ["signalr", "plain"])
+    #: partner-stream's tablet mixes in the storm, each its own run against the same repetition's floor; a mix's
+    #: tablets alternate: "signalr" negotiates first (the official client's default), "signalr-direct" does not
+    #: (its skipNegotiation), "plain" is the plain protocol. The first mix is the target's.
+    storm_mixes: list[list[str]] = field(default_factory=lambda: [["signalr", "plain"], ["signalr-direct", "plain"]])
 
     # 5. first push after idle
     idle_tablets: int = 1000

@@ -555,18 +555,20 @@ def storm_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     runs = document["runs"]
     rows = []
     modes = ("all at once", "paced")
+    mixes = _storm_mixes(runs)
     for mode in modes:
-        for system in (FLOOR, PS):
-            group = [r["storms"][mode] for r in runs if r["system"] == system and mode in r.get("storms", {})]
+        for system, mix in [(FLOOR, None)] + [(PS, m) for m in mixes]:
+            same = [r for r in runs if r["system"] == system and (mix is None or _mix(r) == mix)]
+            group = [r["storms"][mode] for r in same if mode in r.get("storms", {})]
             if not group:
                 continue
-            first = next(r for r in runs if r["system"] == system)
+            first = same[0]
             limit = group[0]["in_flight_limit"]
             server = "worker" if system == PS else "floor"
             rows.append(
                 [
                     mode + (f" (\u2264 {limit} in flight)" if limit else ""),
-                    system,
+                    system if mix is None else f"{system} ({' + '.join(mix)})",
                     f"{first['tablets']:,}",
                     str(first["pending_per_restaurant"]),
                     span([g["reconnects_per_s"] for g in group], 0, "/s"),
@@ -581,24 +583,28 @@ def storm_section(document: dict[str, Any], targets: list[list[str]]) -> str:
                     span([g["cpu"]["other_processes_percent_of_core"] for g in group], 0, " %"),
                 ]
             )
-    storms = [r["storms"]["all at once"] for r in runs if r["system"] == PS and "storms" in r]
-    worst = min((g["reconnects_per_s"] or 0 for g in storms), default=None)
-    ratios = _storm_ratios_to_floor(runs)
-    targets.append(
-        [
-            "reconnect storm (all at once)",
-            "\u2265 1,000 reconnects/s and \u2265 1.0\u00d7 the floor",
-            span([g["reconnects_per_s"] for g in storms], 0, "/s")
-            + (f", {span(ratios, 2, chr(0xD7))} the floor" if ratios else ""),
-            _verdict(None if worst is None else worst >= 1000 and (not ratios or min(ratios) >= 1.0)),
-        ]
-    )
+    for index, mix in enumerate(mixes):
+        storms = [r["storms"]["all at once"] for r in runs if r["system"] == PS and _mix(r) == mix and "storms" in r]
+        worst = min((g["reconnects_per_s"] or 0 for g in storms), default=None)
+        ratios = _storm_ratios_to_floor(runs, mix)
+        targets.append(
+            [
+                f"reconnect storm (all at once), {' + '.join(mix)} tablets"
+                + (" (the target's)" if index == 0 and len(mixes) > 1 else ""),
+                "\u2265 1,000 reconnects/s and \u2265 1.0\u00d7 the floor",
+                span([g["reconnects_per_s"] for g in storms], 0, "/s")
+                + (f", {span(ratios, 2, chr(0xD7))} the floor" if ratios else ""),
+                _verdict(None if worst is None else worst >= 1000 and (not ratios or min(ratios) >= 1.0)),
+            ]
+        )
     text = [
         "## 4. Reconnect storm",
         "",
         "Every tablet's socket is aborted at once (no close frame, as a network drop), then every tablet "
         "reconnects: partner-stream SignalR tablets negotiate (HTTP POST + token check), open the socket "
-        "(token check again) and handshake; plain tablets open the socket with their token. The clock stops when "
+        "(token check again) and handshake; *signalr-direct* tablets skip the negotiate, as the official client "
+        "with `skipNegotiation: true`; plain tablets open the socket with their token. Each mix of tablets is its "
+        "own run, against the floor of the same repetition. The clock stops when "
         "the tablet has its snapshot (`PendingOrders`). The floor has no auth and sends an empty snapshot. "
         "Failed attempts (refused or reset) are retried after 50 ms and counted. *All at once* is the storm as "
         "it happens; *paced* repeats it with the client keeping a bounded number of reconnects in flight, which "
@@ -630,8 +636,21 @@ def storm_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     return "\n".join(text)
 
 
-def _storm_ratios_to_floor(runs: list[dict[str, Any]]) -> list[float]:
-    """partner-stream's all-at-once storm rate over the floor's, each repetition against its own."""
+#: The tablet mix of storm runs from before mixes were recorded.
+DEFAULT_STORM_MIX = ("signalr", "plain")
+
+
+def _mix(run: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(run.get("protocols") or DEFAULT_STORM_MIX)
+
+
+def _storm_mixes(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """partner-stream's tablet mixes, in the order they ran (the first is the target's)."""
+    return list(dict.fromkeys(_mix(r) for r in runs if r["system"] == PS))
+
+
+def _storm_ratios_to_floor(runs: list[dict[str, Any]], mix: tuple[str, ...] = DEFAULT_STORM_MIX) -> list[float]:
+    """partner-stream's all-at-once storm rate with ``mix`` over the floor's, each repetition against its own."""
     floor = {
         r["rep"]: r["storms"]["all at once"]["reconnects_per_s"] for r in runs if r["system"] != PS and "storms" in r
     }
@@ -639,6 +658,7 @@ def _storm_ratios_to_floor(runs: list[dict[str, Any]]) -> list[float]:
         r["storms"]["all at once"]["reconnects_per_s"] / floor[r["rep"]]
         for r in runs
         if r["system"] == PS
+        and _mix(r) == mix
         and "storms" in r
         and floor.get(r["rep"])
         and r["storms"]["all at once"]["reconnects_per_s"]

@@ -450,12 +450,13 @@ async def _prefill(stack: Stack, tablets_of: dict[str, int], per_restaurant_orde
     return await stack.wait_frames(expected, 120.0)
 
 
-async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[str, Any]:
-    async with Stack(cfg, log_dir, f"storm-{system}-r{rep}") as stack:
+async def storm_run(
+    cfg: Config, log_dir: Path, system: str, rep: int, protocols: list[str] | None = None
+) -> dict[str, Any]:
+    protocols = protocols_for(system) if system == "floor" or protocols is None else protocols
+    async with Stack(cfg, log_dir, f"storm-{system}-{'-'.join(protocols)}-r{rep}") as stack:
         server = await stack.server(system)
-        specs = tablet_specs(
-            system, server.base_url, cfg.storm_tablets, stack.restaurants, protocols=cfg.storm_protocols
-        )
+        specs = tablet_specs(system, server.base_url, cfg.storm_tablets, stack.restaurants, protocols=protocols)
         fleets = await stack.fleet_for(len(specs), at_least=min(cfg.storm_fleets, len(specs)))
         connect = await stack.connect(specs, fleets)
         await _prefill(stack, per_restaurant(specs), cfg.storm_pending_per_restaurant)
@@ -487,7 +488,7 @@ async def storm_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[s
         "rep": rep,
         "tablets": cfg.storm_tablets,
         "pending_per_restaurant": cfg.storm_pending_per_restaurant if system != "floor" else 0,
-        "protocols": protocols_for(system) if system == "floor" else cfg.storm_protocols,
+        "protocols": protocols,
         "initial_connect": connect,
         "storms": storms,
         "quiet_before": stack.quiet_before,
