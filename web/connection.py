@@ -247,15 +247,19 @@ class Connection:
 
     async def _flush_once(self) -> bool:
         """Send what is queued; False once the Close message went out (the socket is then closed)."""
-        queue = self._queue if self._queue is not None else deque()
         closing: Close | None = None
         frames: list[str] = []
         size = 0
         if self._preamble is not None:
-            frames.append(self.codec.send(self._preamble))
+            preamble = self.codec.send(self._preamble)
             self._preamble = None
-            if not self._batch_records:
-                await self.ws.send_str(frames.pop())
+            if self._batch_records and self.status is ConnectionStatus.OPEN:
+                frames.append(preamble)
+            else:
+                # Alone when a Close is queued: in the reply's frame it would make the official client's start()
+                # fail, where a started connection closes with the reason and reconnects.
+                await self.ws.send_str(preamble)
+        queue = self._queue if self._queue is not None else deque()  # after the await: a disconnect replaces it
         # One write per burst, but never more than BATCH_BYTES in one (bar a single large message): a
         # batch is one string in memory, and the next one is only encoded once this one was written.
         while queue and size < BATCH_BYTES:

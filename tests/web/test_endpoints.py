@@ -72,6 +72,22 @@ async def test_a_socket_whose_restaurant_moved_during_the_handshake_is_sent_to_r
     assert hub.connections() == []
 
 
+async def test_a_signalr_socket_whose_restaurant_moved_during_the_handshake_is_started_then_closed(
+    served: tuple[TestClient, Hub, list[Placement]],
+) -> None:
+    """The handshake reply goes alone, then the Close: in one frame the official client's start() would fail."""
+    client, hub, answers = served
+    answers.extend([Placement.LOCAL, Placement.REMOTE])  # owner at admission, not any more after the handshake
+    token = mint_tablet_token("r1", SECRET)
+    ws = await client.ws_connect(f"/partnerhub?restaurantId=r1&access_token={token}")
+    await ws.send_str('{"protocol":"json","version":1}\x1e')
+    assert (await ws.receive_str(timeout=10)) == "{}\x1e"
+    close = await ws.receive_str(timeout=10)
+    assert close.startswith('{"type":7') and close.count("\x1e") == 1 and '"allowReconnect":true' in close
+    assert (await ws.receive(timeout=10)).type in (WSMsgType.CLOSE, WSMsgType.CLOSED)
+    assert hub.connections() == []
+
+
 async def test_a_socket_on_the_owner_gets_its_snapshot(served: tuple[TestClient, Hub, list[Placement]]) -> None:
     client, hub, _ = served
     token = mint_tablet_token("r2", SECRET)

@@ -745,16 +745,18 @@ async def test_the_signalr_handshake_reply_rides_in_the_snapshots_frame(env: Env
     assert reply == "{}" and json.loads(snapshot)["target"] == "PendingOrders" and rest == ""
 
 
-async def test_a_disconnect_before_the_first_write_still_sends_the_handshake_reply_first(env: Env) -> None:
-    """A SignalR client reads nothing before the handshake reply, a Close included: the disconnect keeps it."""
+async def test_a_disconnect_before_the_first_write_sends_the_handshake_reply_alone_then_the_close(env: Env) -> None:
+    """A SignalR client reads nothing before the handshake reply, a Close included: the disconnect keeps it. In one
+    frame with the Close the official client's start() would fail; apart, the connection starts and then closes
+    with the reason (and reconnects)."""
     tablet = env.connect("r1", protocol="signalr", attach=False)
     tablet.offer(Push(name="NewOrder", seq=1, data={"orderId": "o1", "seq": 1}))
     tablet.disconnect(RESYNC)  # drops what was queued, not the reply
     await settle(tablet)
 
-    [frame] = tablet.ws.frames  # type: ignore[attr-defined]
-    reply, close, rest = frame.split(RS)
-    assert reply == "{}" and json.loads(close)["type"] == 7 and rest == ""
+    reply, close = tablet.ws.frames  # type: ignore[attr-defined]
+    assert reply == "{}" + RS
+    assert json.loads(close.removesuffix(RS))["type"] == 7 and close.count(RS) == 1
     assert tablet.ws.closed is not None  # type: ignore[attr-defined]
 
 
