@@ -135,3 +135,80 @@ async def test_a_full_disk_pauses_processing_and_loses_no_order(
 async def gauge(worker: Worker, name: str) -> float | None:
     samples = await worker.metric_samples(name)
     return samples[0].value if samples else None
+
+
+async def test_a_disk_that_fills_while_a_second_worker_joins_loses_no_order(
+    broker: EmbeddedBroker, small_disk: Path, tmp_path: Path, artifacts_dir: Path, producer: AIOKafkaProducer
+) -> None:
+    """A worker holds an event its full disk refused when a second worker joins the group.
+
+    Faust's revoke waits for every event in flight to finish, and the held one cannot until the disk has room: the
+    group's rebalance waits with it (the joining worker keeps re-joining, nothing is applied anywhere). Once
+    space returns the held write goes through, the rebalance completes, and every order is pending where the
+    API finds it, and again after both workers restart.
+    """
+    full = new_worker(broker, small_disk, artifacts_dir, "diskjoin")
+    joining = Worker(
+        broker_url=full.broker_url,
+        app_id=full.app_id,
+        topics=full.topics,
+        data_dir=tmp_path / "joining-data",
+        log_path=full.log_path.with_name(f"worker-{full.app_id}-joining.log"),
+    )
+    restaurants = [f"join-{full.app_id}-{n}" for n in range(RESTAURANTS)]
+    published: dict[str, list[str]] = {r: [] for r in restaurants}
+    stop = asyncio.Event()
+
+    async def orders_at_ten_per_second() -> None:
+        n = 0
+        while not stop.is_set():
+            restaurant = restaurants[n % RESTAURANTS]
+            value = orjson.dumps(created(restaurant, f"o{n}"))
+            await producer.send_and_wait(full.topics.created, value, key=restaurant.encode())
+            published[restaurant].append(f"o{n}")
+            n += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.1)
+
+    def log_of(worker: Worker) -> str:
+        return worker.log_path.read_text() if worker.log_path.exists() else ""
+
+    await full.start()
+    flow = asyncio.ensure_future(orders_at_ten_per_second())
+    joined: asyncio.Future[Worker] | None = None
+    try:
+        await eventually(lambda: pending(full, restaurants[0]), lambda s: bool(s["orders"]), what="first orders")
+        filler = fill(small_disk)
+        await eventually(lambda: readiness(full), lambda answer: answer[0] == 503, timeout=60, what="/readyz 503")
+        joined = asyncio.ensure_future(joining.start(timeout=180))
+        # The rebalance has begun on both sides while the full worker's agent still holds its event.
+        await eventually(
+            lambda: asyncio.sleep(0, log_of(full)),
+            lambda text: "because it is rebalancing" in text,
+            timeout=60,
+            what="the full worker in the rebalance",
+        )
+        await eventually(
+            lambda: asyncio.sleep(0, log_of(joining)), lambda text: "Joined group" in text, what="the second joined"
+        )
+        os.remove(filler)
+        await joined
+        for worker in (full, joining):
+            await eventually(lambda w=worker: readiness(w), lambda a: a[0] == 200, timeout=90, what="/readyz 200")
+    finally:
+        stop.set()
+        await flow
+        if joined is not None and not joined.done():
+            joined.cancel()
+
+    try:
+        for restaurant in restaurants:
+            await wait_for_orders(joining, restaurant, published[restaurant], timeout=90)
+        await asyncio.gather(full.stop(), joining.stop())
+        await asyncio.gather(full.start(timeout=120), joining.start(timeout=120))
+        for restaurant in restaurants:
+            await wait_for_orders(full, restaurant, published[restaurant], timeout=60)
+    finally:
+        await asyncio.gather(full.stop(), joining.stop(), return_exceptions=True)
+    assert "STORAGE WRITE FAILED" in log_of(full)
+    assert "storage write succeeded after" in log_of(full)
