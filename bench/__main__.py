@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from . import procs, report, scenarios, table_cost
-from .config import Config, quick, smoke
+from .config import COST_SYSTEMS, Config, quick, smoke
 
 SCENARIOS = ("throughput", "cost", "latency", "memory", "storm", "idle", "failover", "table")
 log = logging.getLogger("bench")
@@ -146,7 +146,7 @@ async def run_suite(names: list[str], cfg: Config, out: Path, log_dir: Path, mod
         if high_rate is None:
             high_rate = min(r["sustained_rate"] for r in runs) or None
     if "cost" in names:
-        systems_by_cost = [system for system, _kind, _tablets in scenarios.COST_SYSTEMS]
+        systems_by_cost = [system for system, _kind, _tablets in COST_SYSTEMS]
         runs = [await scenarios.cost_run(cfg, log_dir, s, rep) for rep in range(cfg.reps) for s in systems_by_cost]
         save("cost", runs)
     if "latency" in names:

@@ -5,6 +5,19 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+#: The cost scenario's servers, (name, server kind, with tablets): partner-stream, the bridge with and without its
+#: tablets (the difference is what pushing costs the bridge), and a stock Faust agent writing one table key per
+#: event (a Faust worker's table step, no pushes), with Faust's 1.5 s fetch wait (its cheapest) and with the 5 ms a
+#: worker that pushes within milliseconds needs on the embedded broker. Together they bound what any Faust
+#: worker pays (bench/scenarios.py runs them, bench/report.py compares them).
+COST_SYSTEMS: tuple[tuple[str, str, bool], ...] = (
+    ("partner-stream", "partner-stream", True),
+    ("floor", "floor", True),
+    ("floor, no tablets", "floor", False),
+    ("bare faust", "bare-faust", False),
+    ("bare faust, 5 ms fetch", "bare-faust-5ms", False),
+)
+
 
 @dataclass
 class Config:

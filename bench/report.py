@@ -10,11 +10,14 @@ import math
 from pathlib import Path
 from typing import Any
 
+from .config import COST_SYSTEMS
+
 ANALYSIS_START = "<!-- analysis:start (kept when the report is regenerated) -->"
 ANALYSIS_END = "<!-- analysis:end -->"
 PS = "partner-stream"
 DASH = "\u2013"  # en dash, for ranges
 TIMES = "\u00d7"
+MICROS = " \u00b5s"
 FLOOR = "floor"
 
 
@@ -406,7 +409,7 @@ def cost_bounds(runs: list[dict[str, Any]]) -> dict[float, dict[str, list[float]
         found: dict[str, list[float]] = {"push": [], "bound": [], "ratio": [], "bound_5ms": [], "ratio_5ms": []}
         for rep in reps:
             one = [r for r in runs if r["rep"] == rep]
-            us = {system: _us(_cost_steps(one, system, rate)) for system, _kind, _tablets in COST_SYSTEM_NAMES}
+            us = {system: _us(_cost_steps(one, system, rate)) for system, _kind, _tablets in COST_SYSTEMS}
             needed = ("partner-stream", "floor", "floor, no tablets", "bare faust")
             if not all(len(us[system]) == 1 and us[system][0] for system in needed):
                 continue
@@ -423,18 +426,6 @@ def cost_bounds(runs: list[dict[str, Any]]) -> dict[float, dict[str, list[float]
     return bounds
 
 
-MICROS = " \u00b5s"
-TIMES = "\u00d7"
-#: The systems of bench/scenarios.py's COST_SYSTEMS (the report reads JSON only, it does not import scenarios).
-COST_SYSTEM_NAMES = (
-    ("partner-stream", "partner-stream", True),
-    ("floor", "floor", True),
-    ("floor, no tablets", "floor", False),
-    ("bare faust", "bare-faust", False),
-    ("bare faust, 5 ms fetch", "bare-faust-5ms", False),
-)
-
-
 def _at_rate(values: list[float], rate: float) -> str:
     """CPU per event, and in brackets the share of a core that is at ``rate``."""
     return f"{span(values, 0, MICROS)} ({span([v * rate / 1e4 for v in values], 0, ' %')})"
@@ -446,7 +437,7 @@ def cost_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     rows = []
     for rate, bound in bounds.items():
         cells = [_num(rate, 0)]
-        for system, _kind, _tablets in COST_SYSTEM_NAMES:
+        for system, _kind, _tablets in COST_SYSTEMS:
             cells.append(_at_rate([u for u in _us(_cost_steps(runs, system, rate)) if u], rate))
         cells += [
             span(bound["push"], 0, MICROS),

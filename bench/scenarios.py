@@ -19,7 +19,7 @@ import aiohttp
 import jwt
 
 from . import procs
-from .config import Config
+from .config import COST_SYSTEMS, Config
 from .fleet import summarize_values
 from .load import LoadResult, OrderLoad, restaurant_ids
 
@@ -30,8 +30,9 @@ FLEET_MAX = 9000
 SYSTEMS = ("floor", "partner-stream")
 
 
-def protocols_for(system: str) -> list[str]:
-    return ["floor"] if system == "floor" else ["signalr", "plain"]
+def protocols_for(system: str, mix: list[str] | None = None) -> list[str]:
+    """What a system's tablets speak: the floor's frames, or partner-stream's ``mix`` (default SignalR and plain)."""
+    return ["floor"] if system == "floor" else mix or ["signalr", "plain"]
 
 
 def tablet_specs(
@@ -44,7 +45,7 @@ def tablet_specs(
 ) -> list[list[str]]:
     """``count`` tablets spread evenly over ``restaurants``; partner-stream alternates SignalR and plain, or
     ``protocols``."""
-    protocols = protocols_for(system) if protocols is None or system == "floor" else protocols
+    protocols = protocols_for(system, protocols)
     specs = []
     for i in range(offset, offset + count):
         restaurant = restaurants[i % len(restaurants)]
@@ -302,17 +303,6 @@ async def throughput_run(cfg: Config, log_dir: Path, rep: int) -> dict[str, Any]
 
 # -- 2b. CPU per event at the live rates, against both floors (issue #14, goal 2) --------------
 
-#: (system, server, with tablets): partner-stream, the bridge with and without its tablets (the difference is
-#: what pushing costs the bridge), and a stock Faust agent writing one table key per event (what a Faust
-#: worker's table step costs, no pushes), with Faust's 1.5 s fetch wait (its cheapest) and with the 5 ms a
-#: worker that pushes within milliseconds needs on this broker. Together they bound what any Faust worker pays.
-COST_SYSTEMS: tuple[tuple[str, str, bool], ...] = (
-    ("partner-stream", "partner-stream", True),
-    ("floor", "floor", True),
-    ("floor, no tablets", "floor", False),
-    ("bare faust", "bare-faust", False),
-    ("bare faust, 5 ms fetch", "bare-faust-5ms", False),
-)
 #: Longest wait after a step for its events to be taken in (stock Faust fetches with a 1.5 s wait).
 COST_CATCH_UP_SECONDS = 15.0
 
@@ -453,7 +443,7 @@ async def _prefill(stack: Stack, tablets_of: dict[str, int], per_restaurant_orde
 async def storm_run(
     cfg: Config, log_dir: Path, system: str, rep: int, protocols: list[str] | None = None
 ) -> dict[str, Any]:
-    protocols = protocols_for(system) if system == "floor" or protocols is None else protocols
+    protocols = protocols_for(system, protocols)
     async with Stack(cfg, log_dir, f"storm-{system}-{'-'.join(protocols)}-r{rep}") as stack:
         server = await stack.server(system)
         specs = tablet_specs(system, server.base_url, cfg.storm_tablets, stack.restaurants, protocols=protocols)

@@ -150,8 +150,9 @@ class Connection:
         return True
 
     def send_first(self, message: Outbound) -> None:
-        """Send ``message`` before anything queued, in the same write as what gets queued next (SignalR's
-        handshake reply rides in the snapshot's frame: one write and one client message fewer per connect)."""
+        """Send ``message`` before anything queued, in the same write as what gets queued next unless that is a
+        Close (SignalR's handshake reply rides in the snapshot's frame: one write and one client message fewer
+        per connect)."""
         self._preamble = message
         self._ensure_writer()
 

@@ -96,14 +96,7 @@ async def cluster(
 
 def sibling(cluster: Cluster, name: str) -> Worker:
     first = cluster.workers[0]
-    return Worker(
-        broker_url=first.broker_url,
-        app_id=first.app_id,
-        topics=first.topics,
-        data_dir=first.data_dir.parent / f"{name}-data",
-        log_path=first.log_path.with_name(f"worker-{first.app_id}-{name}.log"),
-        extra_env=PROBE_ENV,
-    )
+    return first.sibling(name, first.data_dir.parent / f"{name}-data", extra_env=PROBE_ENV)
 
 
 async def restaurants_on_every_worker(cluster: Cluster, count: int = 8) -> dict[str, str]:

@@ -57,6 +57,23 @@ def fill(disk: Path) -> Path:
                 return filler
 
 
+async def orders_at_ten_per_second(
+    producer: AIOKafkaProducer, topic: str, published: dict[str, list[str]], stop: asyncio.Event
+) -> None:
+    """New orders for ``published``'s restaurants in turn, keyed by restaurant, each recorded once the broker has
+    it, until ``stop``."""
+    restaurants = list(published)
+    n = 0
+    while not stop.is_set():
+        restaurant = restaurants[n % len(restaurants)]
+        order = f"o{n}"
+        await producer.send_and_wait(topic, orjson.dumps(created(restaurant, order)), key=restaurant.encode())
+        published[restaurant].append(order)
+        n += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.1)
+
+
 async def readiness(worker: Worker) -> tuple[int, dict]:
     return await worker.get_json("/readyz", token="")
 
@@ -79,20 +96,7 @@ async def test_a_full_disk_pauses_processing_and_loses_no_order(
     restaurants = [f"disk-{worker.app_id}-{n}" for n in range(RESTAURANTS)]
     published: dict[str, list[str]] = {r: [] for r in restaurants}
     stop = asyncio.Event()
-
-    async def orders_at_ten_per_second() -> None:
-        n = 0
-        while not stop.is_set():
-            restaurant = restaurants[n % RESTAURANTS]
-            order = f"o{n}"
-            value = orjson.dumps(created(restaurant, order))
-            await producer.send_and_wait(worker.topics.created, value, key=restaurant.encode())
-            published[restaurant].append(order)
-            n += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.1)
-
-    flow = asyncio.ensure_future(orders_at_ten_per_second())
+    flow = asyncio.ensure_future(orders_at_ten_per_second(producer, worker.topics.created, published, stop))
     try:
         await eventually(lambda: pending(worker, restaurants[0]), lambda s: bool(s["orders"]), what="first orders")
         filler = fill(small_disk)
@@ -148,33 +152,16 @@ async def test_a_disk_that_fills_while_a_second_worker_joins_loses_no_order(
     API finds it, and again after both workers restart.
     """
     full = new_worker(broker, small_disk, artifacts_dir, "diskjoin")
-    joining = Worker(
-        broker_url=full.broker_url,
-        app_id=full.app_id,
-        topics=full.topics,
-        data_dir=tmp_path / "joining-data",
-        log_path=full.log_path.with_name(f"worker-{full.app_id}-joining.log"),
-    )
+    joining = full.sibling("joining", tmp_path / "joining-data")
     restaurants = [f"join-{full.app_id}-{n}" for n in range(RESTAURANTS)]
     published: dict[str, list[str]] = {r: [] for r in restaurants}
     stop = asyncio.Event()
-
-    async def orders_at_ten_per_second() -> None:
-        n = 0
-        while not stop.is_set():
-            restaurant = restaurants[n % RESTAURANTS]
-            value = orjson.dumps(created(restaurant, f"o{n}"))
-            await producer.send_and_wait(full.topics.created, value, key=restaurant.encode())
-            published[restaurant].append(f"o{n}")
-            n += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.1)
 
     def log_of(worker: Worker) -> str:
         return worker.log_path.read_text() if worker.log_path.exists() else ""
 
     await full.start()
-    flow = asyncio.ensure_future(orders_at_ten_per_second())
+    flow = asyncio.ensure_future(orders_at_ten_per_second(producer, full.topics.created, published, stop))
     joined: asyncio.Future[Worker] | None = None
     try:
         await eventually(lambda: pending(full, restaurants[0]), lambda s: bool(s["orders"]), what="first orders")

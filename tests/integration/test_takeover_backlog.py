@@ -121,14 +121,7 @@ def settled(body: dict[str, Any], workers: int, partitions: int) -> bool:
 async def pair(broker: EmbeddedBroker, tmp_path: Path, artifacts_dir: Path) -> AsyncIterator[tuple[Worker, Worker]]:
     """w1 (stock) and w2 (slow standby window) on one app id, not started; both stopped afterwards."""
     first = new_worker(broker, tmp_path, artifacts_dir, "takeover")
-    second = Worker(
-        broker_url=broker.url,
-        app_id=first.app_id,
-        topics=first.topics,
-        data_dir=tmp_path / "takeover-b-data",
-        log_path=first.log_path.with_name(f"worker-{first.app_id}-b.log"),
-        extra_env=slow_takeover_env(),
-    )
+    second = first.sibling("b", tmp_path / "takeover-b-data", extra_env=slow_takeover_env())
     try:
         yield first, second
     finally:

@@ -94,6 +94,18 @@ class Worker:
             extra={**self.topics.env(), **self.extra_env},
         )
 
+    def sibling(self, name: str, data_dir: Path, extra_env: dict[str, str] | None = None) -> Worker:
+        """Another worker of the same app (group, topics, table), with its own data dir, port and log."""
+        return Worker(
+            broker_url=self.broker_url,
+            app_id=self.app_id,
+            topics=self.topics,
+            data_dir=data_dir,
+            log_path=self.log_path.with_name(f"worker-{self.app_id}-{name}.log"),
+            partitions=self.partitions,
+            extra_env=dict(self.extra_env if extra_env is None else extra_env),
+        )
+
     async def start(self, *, timeout: float = 90.0) -> Worker:
         assert self.process is None or self.process.poll() is not None, "worker already running"
         self.process = spawn(WORKER_COMMAND, self.env(), self.log_path)
