@@ -8,7 +8,7 @@ sent one record per batch (``producer_max_batch_size=1``). It
 answers ``GET /count`` with the events it consumed, so the bench measures it exactly as it measures a worker, and
 ``GET /readyz`` with 200 once its consumer has partitions.
 
-    faust -A bench.bare_faust worker -l info      (the bench starts it: bench/drain.py)
+    faust -A bench.bare_faust worker -l info      (the bench starts it: bench/procs.py bare_faust)
 """
 
 from __future__ import annotations
