@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+#: What partner-stream's tablets speak unless a scenario says otherwise: alternately SignalR (the official client's
+#: defaults, negotiate first) and the plain protocol.
+DEFAULT_TABLET_MIX: tuple[str, ...] = ("signalr", "plain")
+
 #: The cost scenario's servers, (name, server kind, with tablets): partner-stream, the bridge with and without its
 #: tablets (the difference is what pushing costs the bridge), and a stock Faust agent writing one table key per
 #: event (a Faust worker's table step, no pushes), with Faust's 1.5 s fetch wait (its cheapest) and with the 5 ms a
@@ -89,7 +93,9 @@ class Config:
     #: partner-stream's tablet mixes in the storm, each its own run against the same repetition's floor; a mix's
     #: tablets alternate: "signalr" negotiates first (the official client's default), "signalr-direct" does not
     #: (its skipNegotiation), "plain" is the plain protocol. The first mix is the target's.
-    storm_mixes: list[list[str]] = field(default_factory=lambda: [["signalr", "plain"], ["signalr-direct", "plain"]])
+    storm_mixes: list[list[str]] = field(
+        default_factory=lambda: [list(DEFAULT_TABLET_MIX), ["signalr-direct", "plain"]]
+    )
 
     # 5. first push after idle
     idle_tablets: int = 1000

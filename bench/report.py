@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from .config import COST_SYSTEMS
+from .config import COST_SYSTEMS, DEFAULT_TABLET_MIX
 
 ANALYSIS_START = "<!-- analysis:start (kept when the report is regenerated) -->"
 ANALYSIS_END = "<!-- analysis:end -->"
@@ -627,12 +627,8 @@ def storm_section(document: dict[str, Any], targets: list[list[str]]) -> str:
     return "\n".join(text)
 
 
-#: The tablet mix of storm runs from before mixes were recorded.
-DEFAULT_STORM_MIX = ("signalr", "plain")
-
-
 def _mix(run: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(run.get("protocols") or DEFAULT_STORM_MIX)
+    return tuple(run.get("protocols") or DEFAULT_TABLET_MIX)  # runs from before mixes were recorded
 
 
 def _storm_mixes(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
@@ -640,7 +636,7 @@ def _storm_mixes(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return list(dict.fromkeys(_mix(r) for r in runs if r["system"] == PS))
 
 
-def _storm_ratios_to_floor(runs: list[dict[str, Any]], mix: tuple[str, ...] = DEFAULT_STORM_MIX) -> list[float]:
+def _storm_ratios_to_floor(runs: list[dict[str, Any]], mix: tuple[str, ...] = DEFAULT_TABLET_MIX) -> list[float]:
     """partner-stream's all-at-once storm rate with ``mix`` over the floor's, each repetition against its own."""
     floor = {
         r["rep"]: r["storms"]["all at once"]["reconnects_per_s"] for r in runs if r["system"] != PS and "storms" in r

@@ -19,7 +19,7 @@ import aiohttp
 import jwt
 
 from . import procs
-from .config import COST_SYSTEMS, Config
+from .config import COST_SYSTEMS, DEFAULT_TABLET_MIX, Config
 from .fleet import summarize_values
 from .load import LoadResult, OrderLoad, restaurant_ids
 
@@ -32,7 +32,7 @@ SYSTEMS = ("floor", "partner-stream")
 
 def protocols_for(system: str, mix: list[str] | None = None) -> list[str]:
     """What a system's tablets speak: the floor's frames, or partner-stream's ``mix`` (default SignalR and plain)."""
-    return ["floor"] if system == "floor" else mix or ["signalr", "plain"]
+    return ["floor"] if system == "floor" else mix or list(DEFAULT_TABLET_MIX)
 
 
 def tablet_specs(
@@ -342,8 +342,6 @@ async def cost_run(cfg: Config, log_dir: Path, system: str, rep: int) -> dict[st
                     "events": sent.sent,
                     "caught_up_s": None if caught_up is None else round(caught_up, 2),
                     "server_us_per_event": round(us_per_event, 1) if us_per_event else None,
-                    # What the server would use of a core to keep up with ``rate`` at that cost.
-                    "percent_of_core_at_rate": round(us_per_event * rate / 1e4, 1) if us_per_event else None,
                     "cpu": cpu,
                     "others_share_of_box": round(others_share, 3),
                     "valid": others_share <= cfg.max_others_share and caught_up is not None,
