@@ -157,12 +157,11 @@ async def test_a_disk_that_fills_while_a_second_worker_joins_loses_no_order(
     published: dict[str, list[str]] = {r: [] for r in restaurants}
     stop = asyncio.Event()
 
-    def log_of(worker: Worker) -> str:
+    async def log_of(worker: Worker) -> str:
         return worker.log_path.read_text() if worker.log_path.exists() else ""
 
     await full.start()
     flow = asyncio.ensure_future(orders_at_ten_per_second(producer, full.topics.created, published, stop))
-    joined: asyncio.Future[Worker] | None = None
     try:
         await eventually(lambda: pending(full, restaurants[0]), lambda s: bool(s["orders"]), what="first orders")
         filler = fill(small_disk)
@@ -170,32 +169,32 @@ async def test_a_disk_that_fills_while_a_second_worker_joins_loses_no_order(
         joined = asyncio.ensure_future(joining.start(timeout=180))
         # The rebalance has begun on both sides while the full worker's agent still holds its event.
         await eventually(
-            lambda: asyncio.sleep(0, log_of(full)),
+            lambda: log_of(full),
             lambda text: "because it is rebalancing" in text,
             timeout=60,
             what="the full worker in the rebalance",
         )
-        await eventually(
-            lambda: asyncio.sleep(0, log_of(joining)), lambda text: "Joined group" in text, what="the second joined"
-        )
+        await eventually(lambda: log_of(joining), lambda text: "Joined group" in text, what="the second joined")
         os.remove(filler)
         await joined
         for worker in (full, joining):
             await eventually(lambda w=worker: readiness(w), lambda a: a[0] == 200, timeout=90, what="/readyz 200")
-    finally:
         stop.set()
         await flow
-        if joined is not None and not joined.done():
-            joined.cancel()
 
-    try:
         for restaurant in restaurants:
             await wait_for_orders(joining, restaurant, published[restaurant], timeout=90)
         await asyncio.gather(full.stop(), joining.stop())
-        await asyncio.gather(full.start(timeout=120), joining.start(timeout=120))
+        # One after the other, as a rolling restart: two members re-joining at once can leave the embedded
+        # broker's group re-joining without end (seen once in 8 runs).
+        await full.start(timeout=120)
+        await joining.start(timeout=120)
         for restaurant in restaurants:
             await wait_for_orders(full, restaurant, published[restaurant], timeout=60)
     finally:
+        stop.set()
+        await asyncio.gather(flow, return_exceptions=True)
+        # Always, or a worker left behind by a failure keeps polling its broker after the test.
         await asyncio.gather(full.stop(), joining.stop(), return_exceptions=True)
-    assert "STORAGE WRITE FAILED" in log_of(full)
-    assert "storage write succeeded after" in log_of(full)
+    log = await log_of(full)
+    assert "STORAGE WRITE FAILED" in log and "storage write succeeded after" in log
