@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import faust
 import rocksdict
 
-from .changelog import ChangelogOutbox, retrieve_failure
+from . import clean_stop
+from .changelog import ChangelogOutbox
 from .keys import is_head_key, is_order_key
 from .model import (
     LegacyRestaurantOrders,
@@ -98,6 +100,8 @@ class PendingOrdersTable(RecordReader, faust.Table):
         )
         #: Exactly-once processing sends changelog records through Faust (its transactions own the producers).
         self._changelog_through_faust: bool | None = None
+        #: The descriptor whose lock keeps the table directory this process's alone (tables/clean_stop.py).
+        self._directory_lock: int | None = None
 
     # -- reads (tables.reader.RecordReader) ---------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class PendingOrdersTable(RecordReader, faust.Table):
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         sent = super().send_changelog(*args, **kwargs)
-        sent.add_done_callback(retrieve_failure)
+        self.changelog_outbox.track(sent)
         return sent
 
     def _on_changelog_sent(self, fut: Any) -> None:
@@ -274,6 +278,34 @@ class PendingOrdersTable(RecordReader, faust.Table):
         getattr(self.data, "_key_index", {}).clear()  # Faust's key -> partition cache
         self.changelog_outbox.discard()  # records of writes to the store just wiped: the events are read again
         return wiped
+
+    # -- the local store across restarts (tables/clean_stop.py) ---------------------------------------------
+
+    async def forget_local_store_unless_stopped_clean(self) -> list[Path]:
+        """At start, before a partition opens: take the table directory for this process, then remove the stores
+        unless the last run stopped clean. Returns the stores removed."""
+        tabledir = Path(self.app.conf.tabledir)
+        self._directory_lock = await clean_stop.hold_table_directory(tabledir, self.name)
+        return clean_stop.forget_unless_stopped_clean(tabledir, self.name)
+
+    @property
+    def holds_its_directory(self) -> bool:
+        """Whether this process checked the stores at start (a worker does; a client never opens them)."""
+        return self._directory_lock is not None
+
+    def mark_stopped_clean(self) -> str | None:
+        """Once the producer stopped: vouch for the stores if the broker took every changelog record.
+
+        Returns why it did not, or None once the marker is written. Never under exactly-once processing: records
+        the broker took may belong to a transaction that was aborted (a revoked producer is stopped without
+        committing), and readers skip those.
+        """
+        if self._changelog_through_faust or self.app.in_transaction:
+            return "exactly-once processing"
+        if not self.changelog_outbox.all_delivered():
+            return "changelog records the broker never took"
+        clean_stop.mark_stopped_clean(Path(self.app.conf.tabledir), self.name)
+        return None
 
     def _databases(self) -> list[Any]:
         """The open RocksDB database of each partition this worker holds (Faust's store keeps one per partition)."""

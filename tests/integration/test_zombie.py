@@ -16,7 +16,8 @@ A fourth, ``blip``, heals the reset as soon as w1 has fenced itself, before the 
 w1 dropped what it had buffered and committed nothing since, so it must rejoin (asking for the rebalance itself if
 the group never dropped it), rebuild its table from the changelog and read its uncommitted events again.
 
-Beside it: a lone worker cut off with no other to take over, and owners SIGKILLed again and again.
+Beside it: a lone worker cut off with no other to take over, owners SIGKILLed again and again, and a worker
+SIGKILLed while its changelog records were still in flight.
 ``PS_ZOMBIE_HOLD_CUT=<seconds>`` keeps a cut that long after the takeover (the fault table's 25 s and 60 s cuts
 come from ``PS_ZOMBIE_HOLD_CUT=15 scripts/soak`` and ``=50``).
 
@@ -30,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import time
 import uuid
@@ -44,9 +46,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from partner_stream.dev.broker import EmbeddedBroker, free_port
 from partner_stream.faust_patches.end_offsets import stored_end_offsets
-from partner_stream_tables.keys import is_head_key
+from partner_stream_tables.keys import is_head_key, order_key
 from partner_stream_tables.stamps import payload_of, stamp_of
+from tests.conftest import restaurant_id
 from tests.integration.test_cluster import Cluster, OrderFlow, restaurants_on_every_partition
+from tests.integration.test_stream_core import created, order_ids, pending, publish, wait_for_orders
 from tests.support.faultproxy import FaultProxy
 from tests.support.polling import eventually
 from tests.support.tablets import LiveBoard
@@ -311,6 +315,60 @@ async def test_owners_killed_again_and_again_lose_no_order(
         print(f"zombie (SIGKILL loop): offsets fetched before the broker had stored them, waited for: {holes}")
 
 
+@pytest.mark.timeout(300)
+async def test_a_worker_killed_before_its_changelog_records_left_loses_no_order_on_a_new_machine(
+    proxied: tuple[EmbeddedBroker, FaultProxy], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    """The order is in the worker's RocksDB and its changelog records are still on their way (the proxy holds
+    them, as a request in flight at the crash) when the worker is SIGKILLed. It starts again from its data dir
+    and reads the uncommitted event again; later its data dir is gone (a new machine, a moved pod) and the table
+    comes from the changelog alone. The order must be there: the restart must have written it to the
+    changelog, though its store already held it."""
+    broker, proxy = proxied
+    async with scenario(broker, tmp_path, artifacts_dir, "ps-unsent", ["u1"]) as run:
+        (w1,) = run.workers
+        # No announcement in the test's time: announcing the order would write its record again, by chance.
+        w1.extra_env.update({"PARTNER_STREAM_UNSEEN_AFTER": "1h", "PARTNER_STREAM_UNSEEN_ARRIVAL_GRACE": "600"})
+        await run.start()
+        restaurant = restaurant_id()
+        proxy.hold_produce("u1", run.changelog)
+        # Keyed by restaurant: applied without the re-key hop, so the changelog is the worker's only produce.
+        await publish(run.producer, w1.topics.created, created(restaurant, "o1"), key=restaurant.encode())
+        await wait_for_orders(w1, restaurant, ["o1"])
+        await eventually(
+            lambda: asyncio.sleep(0.05, proxy.held["u1"]), bool, what="the changelog records to be held in flight"
+        )
+        await w1.kill()
+        proxy.release("u1")
+
+        await w1.start()
+        await eventually(
+            lambda: applied_events(w1, kind="OrderCreated"),
+            lambda count: count >= 1,
+            what="the restarted worker to read the uncommitted event again",
+        )
+        assert order_ids(await pending(w1, restaurant)) == ["o1"]
+        key = order_key(restaurant, "o1").encode()
+        in_changelog = await eventually(
+            lambda: read_changelog(broker, run.changelog),
+            lambda records: any(record.key == key for record in records),
+            timeout=30,
+            what="the order's record in the changelog",
+        )
+        assert in_changelog
+        await w1.stop()
+
+        shutil.rmtree(w1.data_dir)
+        await w1.start()
+        assert order_ids(await pending(w1, restaurant)) == ["o1"]
+
+
+async def applied_events(worker: Worker, *, kind: str) -> float:
+    """Events of ``kind`` this worker process applied, changed anything or not."""
+    samples = await worker.metric_samples("partner_stream_events_applied")
+    return sum(s.value for s in samples if s.labels["kind"] == kind)
+
+
 async def offset_holes(workers: list[Worker]) -> dict[str, float]:
     """The running workers' offset holes by outcome (faust_patches/offset_holes.py; a killed one's count is lost)."""
     outcomes: dict[str, float] = {}
@@ -355,6 +413,28 @@ async def probe_snapshots(worker: Worker, restaurant: str, answers: list[tuple[f
 async def changelog_regressions(broker: EmbeddedBroker, topic: str) -> tuple[int, int]:
     """Replay the changelog as the store does (newest stamp wins); count heads whose seq went back, and raw
     records older than what their key already held."""
+    records = await read_changelog(broker, topic)
+    newest: dict[bytes, Any] = {}
+    effective = raw = 0
+    for record in records:
+        if record.value is None:
+            newest.pop(record.key, None)
+            continue
+        stamp = stamp_of(record.value)
+        held = newest.get(record.key)
+        if held is not None and stamp < held[0]:
+            raw += 1
+            continue
+        if held is not None and is_head_key(record.key):
+            before = orjson.loads(payload_of(held[1]))["seq"]
+            if orjson.loads(payload_of(record.value))["seq"] < before:
+                effective += 1
+        newest[record.key] = (stamp, record.value)
+    return effective, raw
+
+
+async def read_changelog(broker: EmbeddedBroker, topic: str) -> list[Any]:
+    """Every record of the changelog topic, up to each partition's stored end."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
     )
@@ -374,23 +454,7 @@ async def changelog_regressions(broker: EmbeddedBroker, topic: str) -> tuple[int
         await eventually(read, bool, timeout=60, interval=0, what="the whole changelog")
     finally:
         await consumer.stop()
-    newest: dict[bytes, Any] = {}
-    effective = raw = 0
-    for record in records:
-        if record.value is None:
-            newest.pop(record.key, None)
-            continue
-        stamp = stamp_of(record.value)
-        held = newest.get(record.key)
-        if held is not None and stamp < held[0]:
-            raw += 1
-            continue
-        if held is not None and is_head_key(record.key):
-            before = orjson.loads(payload_of(held[1]))["seq"]
-            if orjson.loads(payload_of(record.value))["seq"] < before:
-                effective += 1
-        newest[record.key] = (stamp, record.value)
-    return effective, raw
+    return records
 
 
 async def _assigned(consumer: AIOKafkaConsumer, records: list[Any]) -> set[Any]:

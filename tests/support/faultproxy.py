@@ -9,6 +9,9 @@ Each connection is told apart by the ``client_id`` in its first Kafka request he
   bytes through, as TCP retransmission would.
 
 It counts the bytes each client sent, so a test can check that all of a worker's traffic went through it.
+
+:meth:`FaultProxy.hold_produce` stops one client's Produce requests to one topic where they are, and everything
+behind them on that connection, as a request still in flight when the client crashes: the broker never gets it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 
 #: int32 size, int16 api_key, int16 api_version, int32 correlation_id, int16 client_id length.
 _HEADER = struct.Struct(">ihhih")
+_SIZE = struct.Struct(">i")
+_PRODUCE = 0
 
 
 @dataclass
@@ -44,6 +49,10 @@ class FaultProxy:
         self.broker_port = broker_port
         self.bytes_from: dict[str, int] = defaultdict(int)
         self._cuts: dict[str, str] = {}
+        #: client_id -> topic whose Produce requests are held (and what follows them on their connection).
+        self._holds: dict[str, bytes] = {}
+        #: How many Produce requests were held, by client.
+        self.held: dict[str, int] = defaultdict(int)
         self._open: dict[str, asyncio.Event] = defaultdict(self._new_open_gate)
         self._links: list[_Link] = []
         self._server: asyncio.base_events.Server | None = None
@@ -74,6 +83,14 @@ class FaultProxy:
             for link in [link for link in self._links if link.client_id == client_id]:
                 link.close()
 
+    def hold_produce(self, client_id: str, topic: str) -> None:
+        """From now on, hold the client's Produce requests that carry ``topic``: never forwarded."""
+        self._holds[client_id] = topic.encode()
+
+    def release(self, client_id: str) -> None:
+        """New connections of the client pass again (held requests are gone with their connections)."""
+        self._holds.pop(client_id, None)
+
     def heal(self, client_id: str) -> None:
         self._cuts.pop(client_id, None)
         self._open[client_id].set()
@@ -101,23 +118,52 @@ class FaultProxy:
         self.bytes_from[client_id] += len(head)
         await gate.wait()
         broker_writer.write(head)
+        first_rest = _HEADER.unpack(first)[0] + _SIZE.size - len(head)  # the first request's bytes not read yet
         link.tasks = [
-            asyncio.ensure_future(self._pump(client_reader, broker_writer, gate, client_id)),
-            asyncio.ensure_future(self._pump(broker_reader, client_writer, gate, None)),
+            asyncio.ensure_future(self._pump_requests(client_reader, broker_writer, gate, client_id, first_rest)),
+            asyncio.ensure_future(self._pump_responses(broker_reader, client_writer, gate)),
         ]
         await asyncio.wait(link.tasks, return_when=asyncio.FIRST_COMPLETED)
         link.close()
         self._links.remove(link)
 
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event, counted: str | None
+    async def _pump_requests(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        gate: asyncio.Event,
+        client_id: str,
+        first_rest: int,
     ) -> None:
+        """Client to broker, a request at a time (so a Produce request can be held whole)."""
+        try:
+            await self._forward(writer, gate, client_id, await reader.readexactly(first_rest))
+            while True:
+                size = await reader.readexactly(_SIZE.size)
+                request = size + await reader.readexactly(_SIZE.unpack(size)[0])
+                api_key = int.from_bytes(request[4:6], "big")
+                held_topic = self._holds.get(client_id)
+                if api_key == _PRODUCE and held_topic is not None and held_topic in request:
+                    self.held[client_id] += 1
+                    while await reader.read(65536):  # in flight until the connection dies: nothing more goes through
+                        pass
+                    return
+                await self._forward(writer, gate, client_id, request)
+        except (asyncio.IncompleteReadError, ConnectionError):  # the client went away (a SIGKILL resets)
+            return
+
+    async def _forward(self, writer: asyncio.StreamWriter, gate: asyncio.Event, client_id: str, data: bytes) -> None:
+        await gate.wait()  # a silent cut holds the bytes here until it heals
+        self.bytes_from[client_id] += len(data)
+        writer.write(data)
+        await writer.drain()
+
+    @staticmethod
+    async def _pump_responses(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, gate: asyncio.Event) -> None:
         while True:
             data = await reader.read(65536)
             if not data:
                 return
             await gate.wait()  # a silent cut holds the bytes here until it heals
-            if counted is not None:
-                self.bytes_from[counted] += len(data)
             writer.write(data)
             await writer.drain()

@@ -146,3 +146,63 @@ async def test_a_failed_record_is_retrieved_and_persists_no_offset() -> None:
     producer.futures[0].set_exception(RuntimeError("dropped by a fenced worker"))
     await asyncio.sleep(0)
     assert taken == []
+
+
+async def test_the_outbox_vouches_for_its_records_only_once_the_broker_took_every_one() -> None:
+    """What decides whether a stopping worker may mark its stores clean (tables/clean_stop.py)."""
+    producer, taken = Producer(), []
+    outbox = outbox_for(producer, taken)
+    assert outbox.all_delivered()
+    outbox.add(0, b"a", b"1")
+    outbox.add(1, b"b", b"2")
+    assert not outbox.all_delivered()  # in RocksDB, not handed over yet
+    await outbox.hand_over()
+    assert not outbox.all_delivered()  # in the producer's buffer
+    producer.futures[0].set_result(0)
+    await asyncio.sleep(0)
+    assert not outbox.all_delivered()  # one of two answered
+    producer.futures[1].set_result(1)
+    await asyncio.sleep(0)
+    assert outbox.all_delivered()
+
+
+async def test_a_record_that_failed_or_was_dropped_for_a_fence_counts_against_a_clean_stop_for_good() -> None:
+    """Its event is read again after the restart only if the store is rebuilt from the changelog first."""
+    producer, taken = Producer(), []
+    outbox = outbox_for(producer, taken)
+    outbox.add(0, b"a", b"1")
+    outbox.add(0, b"b", b"2")
+    await outbox.hand_over()
+    producer.futures[0].set_exception(RuntimeError("dropped by a fenced worker"))
+    producer.futures[1].set_result(1)
+    await asyncio.sleep(0)
+    assert not outbox.all_delivered()
+
+
+async def test_no_clean_stop_while_a_hand_over_holds_records_out_of_the_outbox() -> None:
+    """A hand-over cancelled by the stop leaves its rest to a task: taken out, not yet in the producer."""
+    producer, taken = Producer(), []
+    outbox = outbox_for(producer, taken)
+    producer.gate = asyncio.Event()
+    outbox.add(0, b"a", b"1")
+    handing = asyncio.create_task(outbox.hand_over())
+    await asyncio.sleep(0)  # waiting in send, the record out of the outbox
+    assert len(outbox) == 0 and not outbox.all_delivered()
+    handing.cancel()
+    await asyncio.sleep(0)
+    assert not outbox.all_delivered()  # the rescue task still has it
+    producer.gate.set()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    producer.acknowledge_all()
+    await asyncio.sleep(0)
+    assert outbox.all_delivered()
+
+
+async def test_records_discarded_for_a_wipe_do_not_count_against_a_clean_stop() -> None:
+    """Their store is emptied and rebuilt from the changelog: nothing local is ahead of it."""
+    producer, taken = Producer(), []
+    outbox = outbox_for(producer, taken)
+    outbox.add(0, b"a", b"1")
+    outbox.discard()
+    assert outbox.all_delivered() and producer.sent == []
