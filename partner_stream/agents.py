@@ -26,7 +26,7 @@ from typing import Any
 
 from faust.types import EventT
 
-from partner_stream_tables.storage import StorageWriteFailed, WritesHeld
+from partner_stream_tables.storage import Source, StorageWriteFailed, WritesHeld
 from partner_stream_tables.transitions import Change, Outcome, apply_event
 
 from . import metrics, routing
@@ -189,23 +189,35 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
             return
     # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
     generation = event.message.generation_id or 0
-    partition = event.message.partition
+    message = event.message
+    partition = message.partition
+    source = (message.topic, partition, message.offset)
     refused: StorageWriteFailed | None = None
+    resent = 0
     with pending_orders.applying(partition):
         outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
         metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
         if outcome.is_noop:
-            tell_outcome_listeners(order_event, outcome)
-            return
-        try:
-            pending_orders.write(outcome, generation, partition)
-        except StorageWriteFailed as exc:
-            refused = exc
-        except WritesHeld:  # fenced since the check above: read again after the rejoin, never dead-lettered
-            metrics.EVENTS_LEFT_WHILE_FENCED.inc()
-            return
+            # Read again after a crash, its records may never have reached the changelog (tables/storage.py).
+            resent = pending_orders.resend_if_read_again(
+                order_event.restaurant_id, order_event.order_id, partition, source
+            )
+        else:
+            try:
+                pending_orders.write(outcome, generation, partition, source)
+            except StorageWriteFailed as exc:
+                refused = exc
+            except WritesHeld:  # fenced since the check above: read again after the rejoin, never dead-lettered
+                metrics.EVENTS_LEFT_WHILE_FENCED.inc()
+                return
+    if outcome.is_noop:
+        tell_outcome_listeners(order_event, outcome)
+        if resent:
+            metrics.CHANGELOG_RECORDS_RESENT.inc(resent)
+            await pending_orders.send_written()
+        return
     if refused is not None:
-        retried = await write_when_the_store_recovers(order_event, generation, partition, refused)
+        retried = await write_when_the_store_recovers(order_event, generation, source, refused)
         if retried is None:
             return
         outcome = retried
@@ -235,7 +247,7 @@ async def wait_for_the_store() -> None:
 
 
 async def write_when_the_store_recovers(
-    order_event: AnyOrderEvent, generation: int, partition: int, first_failure: StorageWriteFailed
+    order_event: AnyOrderEvent, generation: int, source: Source, first_failure: StorageWriteFailed
 ) -> Outcome | None:
     """Retry until the store takes the event: it is held, never skipped, and returns what was written.
 
@@ -247,6 +259,7 @@ async def write_when_the_store_recovers(
     of turn.
     """
     report_storage_failure(first_failure)
+    partition = source[1]
     metrics.STORAGE_WRITE_FAILING.set(1)
     delay = STORE_RETRY_FIRST
     attempts = 1
@@ -261,7 +274,7 @@ async def write_when_the_store_recovers(
                 pending_orders.reopen(partition)
                 with pending_orders.applying(partition):
                     outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
-                    pending_orders.write(outcome, generation, partition)
+                    pending_orders.write(outcome, generation, partition, source)
             except StorageWriteFailed:
                 delay = min(delay * 2, STORE_RETRY_LAST)
                 continue

@@ -8,14 +8,13 @@ its restaurant's partition skips the internal topic (:mod:`routing`).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import faust
 
 from partner_stream_tables import store
-from partner_stream_tables.storage import PendingOrdersTable, create_table
+from partner_stream_tables.storage import create_table
 
 from . import event_loop
 from .client_logs import limit_library_logs
@@ -23,8 +22,6 @@ from .disk import FreeSpaceWatch
 from .faust_patches import check_versions, connection, offset_holes, transport
 from .fencing import Fence
 from .settings import ENV_PREFIX, Settings, get_settings
-
-log = logging.getLogger(__name__)
 
 
 def embedded_broker_overrides() -> dict[str, Any]:
@@ -68,40 +65,6 @@ class PartnerStreamApp(faust.App):
         super().worker_init()
         if self.free_space is not None:
             self.free_space.report_at_start()
-
-    async def on_first_start(self) -> None:
-        """Before any table partition opens: a store the last run may have left ahead of its changelog goes."""
-        await super().on_first_start()  # creates the data and table directories
-        if self.producer_only or self.client_only:
-            return
-        for table in self._pending_orders_tables():
-            removed = await table.forget_local_store_unless_stopped_clean()
-            if removed:
-                log.warning(
-                    "the last run did not stop clean: removed %d local store(s) of %s; they are rebuilt from the "
-                    "changelog and the uncommitted events are applied again (tables/clean_stop.py)",
-                    len(removed),
-                    table.name,
-                )
-
-    async def on_shutdown(self) -> None:
-        """Once the producer stopped: mark the stores clean if the broker took every changelog record."""
-        await super().on_shutdown()
-        for table in self._pending_orders_tables():
-            if not table.holds_its_directory:
-                continue
-            if self.fence.writes_held or self.fence.local_state_suspect:
-                why_not: str | None = "fenced: its store holds writes whose changelog records it dropped"
-            else:
-                try:
-                    why_not = table.mark_stopped_clean()
-                except OSError as exc:
-                    why_not = f"the marker could not be written ({exc!r})"
-            if why_not is not None:
-                log.warning("stopping %s unclean (%s): the next start rebuilds it", table.name, why_not)
-
-    def _pending_orders_tables(self) -> list[PendingOrdersTable]:
-        return [table for table in self.tables.values() if isinstance(table, PendingOrdersTable)]
 
     def add_route_installer(self, installer: Any) -> None:
         self._route_installers.append(installer)

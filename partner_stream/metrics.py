@@ -65,6 +65,11 @@ EVENTS_LEFT_WHILE_FENCED = Counter(
     "partner_stream_events_left_while_fenced_total",
     "Events this worker neither applied nor committed while fenced; they are read again after the rejoin.",
 )
+CHANGELOG_RECORDS_RESENT = Counter(
+    "partner_stream_changelog_records_resent_total",
+    "Records sent to the changelog again for an event read again that changed nothing (after a crash, the "
+    "changelog may lack what it wrote).",
+)
 CHANGELOG_RECORDS_DROPPED = Counter(
     "partner_stream_changelog_records_dropped_total",
     "Changelog records a fenced worker had buffered and dropped instead of sending them after the new owner's.",

@@ -20,9 +20,6 @@ any other error stops the worker, as an error in Faust's own producer path did. 
 middle (the worker stops) leaves the rest to a task of its own, which the stop does not cancel: Faust stops
 its producer last. A record the broker finally fails is logged: Faust's flush before a commit does not look
 at delivery results, with its own path or this one.
-
-The outbox also knows whether every record it was given reached the broker (:meth:`all_delivered`): a worker
-that stops otherwise leaves a local store ahead of its changelog (tables/clean_stop.py).
 """
 
 from __future__ import annotations
@@ -63,8 +60,6 @@ class ChangelogOutbox:
         self._handing_over = asyncio.Lock()
         self._discards = 0  # how many times the outbox was emptied for a wipe: records taken before it are void
         self._rescue: asyncio.Task[None] | None = None
-        self._in_flight = 0  # records in the producer the broker has not answered for yet
-        self._failed = 0  # records the producer gave up on (or dropped for a fence)
 
     def add(self, partition: int, key: bytes, value: bytes | None) -> None:
         self._records.append((partition, key, value))
@@ -77,33 +72,6 @@ class ChangelogOutbox:
 
     def __len__(self) -> int:
         return len(self._records)
-
-    def all_delivered(self) -> bool:
-        """Whether every record added (and not discarded for a wipe) was taken by the broker.
-
-        Not while a hand-over is under way: its records may be out of the outbox and not in the producer yet.
-        A record that failed counts against it for good, even if its event was committed later: only a store
-        rebuilt from the changelog agrees with every other worker's (and the failure was logged).
-        """
-        return (
-            not self._records
-            and self._in_flight == 0
-            and self._failed == 0
-            and not self._handing_over.locked()
-            and (self._rescue is None or self._rescue.done())
-        )
-
-    def track(self, sent: asyncio.Future[Any]) -> None:
-        """Count a record given to the producer (by a hand-over, or by Faust's path) until the broker answers."""
-        self._in_flight += 1
-        sent.add_done_callback(self._answered)
-
-    def _answered(self, sent: asyncio.Future[Any]) -> None:
-        self._in_flight -= 1
-        # Retrieved: nobody awaits a record's delivery, and asyncio would log each failed one as "exception never
-        # retrieved" (a fenced worker drops a whole buffer of them: partner_stream/faust_patches/producer.py).
-        if sent.cancelled() or sent.exception() is not None:
-            self._failed += 1
 
     async def hand_over(self) -> None:
         """Return once every record added before the call is in the producer's buffer.
@@ -159,7 +127,7 @@ class ChangelogOutbox:
         try:
             for partition, key, value in records:
                 future = await producer.send(topic, value, key=key, partition=partition)
-                self.track(future)
+                future.add_done_callback(retrieve_failure)
                 newest[partition] = future
                 sent += 1
         finally:
@@ -178,3 +146,10 @@ class ChangelogOutbox:
         elif not isinstance(failure, DroppedWhileFenced):
             # Faust's flush before a commit does not look at delivery results: say it, as Faust's path did.
             log.error("changelog records were not delivered; the table may lack them after a failover: %r", failure)
+
+
+def retrieve_failure(sent: asyncio.Future[Any]) -> None:
+    """Nobody awaits a changelog record's delivery, and asyncio would log each failed one as "exception never
+    retrieved" (a fenced worker drops a whole buffer of them: partner_stream/faust_patches/producer.py)."""
+    if not sent.cancelled():
+        sent.exception()

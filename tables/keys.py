@@ -7,6 +7,7 @@ A restaurant's state is several small records instead of one value that grows wi
 | ``<restaurant>`` | :class:`~tables.model.RestaurantHead`: ``seq`` and how many resolutions were remembered |
 | ``<restaurant>␟o␟<order>`` | the order: a ``PendingOrder``, replaced by a ``ResolvedOrder`` once resolved |
 | ``<restaurant>␟r␟<n>`` | slot *n* of the ring of remembered resolutions: the order ID stored there |
+| ``␟applied␟<topic>␟<partition>`` | local, never in the changelog: the newest offset of that topic partition written |
 
 The head keeps the bare restaurant ID, so ``table_route`` and the operator API hash the same key as before,
 and values written by the one-value-per-restaurant layout sit exactly where the head now does (see
@@ -21,6 +22,8 @@ from __future__ import annotations
 SEPARATOR = "\x1f"
 _ORDER = f"{SEPARATOR}o{SEPARATOR}"
 _RING = f"{SEPARATOR}r{SEPARATOR}"
+_APPLIED = f"{SEPARATOR}applied{SEPARATOR}"
+_APPLIED_BYTES = _APPLIED.encode()
 
 
 def head_key(restaurant_id: str) -> str:
@@ -35,13 +38,18 @@ def ring_key(restaurant_id: str, slot: int) -> str:
     return f"{restaurant_id}{_RING}{slot}"
 
 
+def applied_key(topic: str, partition: int) -> str:
+    """Starts with the separator, which no restaurant ID holds: no key of a restaurant starts with it."""
+    return f"{_APPLIED}{topic}{SEPARATOR}{partition}"
+
+
 def orders_prefix(restaurant_id: str) -> bytes:
     """The bytes every order key of the restaurant starts with (and no other key does)."""
     return f"{restaurant_id}{_ORDER}".encode()
 
 
 def is_order_key(key: bytes) -> bool:
-    return _ORDER.encode() in key
+    return _ORDER.encode() in key and not key.startswith(_APPLIED_BYTES)
 
 
 def is_head_key(key: bytes) -> bool:

@@ -31,7 +31,7 @@ class MemoryTable(RecordReader):
     def raw_with_prefix(self, prefix: bytes) -> Iterator[bytes]:
         return (raw for key, raw in list(self.data.items()) if key.startswith(prefix))
 
-    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0) -> None:
+    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0, source: object = None) -> None:
         for key in outcome.deletes:
             with contextlib.suppress(KeyError):
                 del self.data[key.encode()]
@@ -44,6 +44,10 @@ class MemoryTable(RecordReader):
     def applying(self, partition: int) -> Iterator[None]:
         """A dict has no partitions to read from: every read is direct already."""
         yield
+
+    def resend_if_read_again(self, restaurant_id: str, order_id: str, partition: int, source: object) -> int:
+        """A dict has no changelog that could lack a write."""
+        return 0
 
     def reopen(self, partition: int) -> None:
         """Nothing to reopen in a dict."""

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import faust
 import rocksdict
 
-from . import clean_stop
-from .changelog import ChangelogOutbox
-from .keys import is_head_key, is_order_key
+from .changelog import ChangelogOutbox, retrieve_failure
+from .keys import applied_key, head_key, is_head_key, is_order_key, order_key, orders_prefix
 from .model import (
     LegacyRestaurantOrders,
     PendingOrder,
@@ -29,6 +27,9 @@ from .model import (
 from .reader import RecordReader
 from .stamps import Stamp, next_stamp, stamped
 from .transitions import Outcome
+
+#: Where an event was read: (topic, partition, offset).
+Source = tuple[str, int, int]
 
 #: Largest record written: a changelog record must fit in one Kafka request (1,000,000 bytes by default). The
 #: event contract's limits keep real records far below it; this guards the rest before anything is written.
@@ -100,8 +101,8 @@ class PendingOrdersTable(RecordReader, faust.Table):
         )
         #: Exactly-once processing sends changelog records through Faust (its transactions own the producers).
         self._changelog_through_faust: bool | None = None
-        #: The descriptor whose lock keeps the table directory this process's alone (tables/clean_stop.py).
-        self._directory_lock: int | None = None
+        #: The newest offset written per source (topic, partition), as stored in its database (resend_if_read_again).
+        self._applied: dict[tuple[str, int], int] = {}
 
     # -- reads (tables.reader.RecordReader) ---------------------------------------------------------------
 
@@ -138,7 +139,7 @@ class PendingOrdersTable(RecordReader, faust.Table):
 
     # -- writes -------------------------------------------------------------------------------------------
 
-    def write(self, outcome: Outcome, generation: int, partition: int) -> None:
+    def write(self, outcome: Outcome, generation: int, partition: int, source: Source | None = None) -> None:
         """Write an outcome to the partition of the event being processed, stamped (``generation``, seq after).
 
         All of it or nothing: the records go to the partition's RocksDB database in one write batch, and only
@@ -146,6 +147,9 @@ class PendingOrdersTable(RecordReader, faust.Table):
         agent then hands them to the producer (:meth:`send_written`) before the event is done. A store
         that refuses the batch (a full disk) raises :class:`StorageWriteFailed` with nothing written anywhere,
         so a restart or a retry meets the event whole. Records are encoded and measured first.
+
+        ``source`` (topic, partition, offset) is the event's place: the batch also stores it, in this database
+        only, as the newest event of that topic partition written here (:meth:`resend_if_read_again`).
         """
         if self.writes_held():
             raise WritesHeld("this worker is fenced: the event is read again after it rejoined its group")
@@ -160,6 +164,11 @@ class PendingOrdersTable(RecordReader, faust.Table):
             batch.delete(key.encode())
         for key, raw in encoded:
             batch.put(key.encode(), raw)
+        applied = None
+        if source is not None:  # kept at the newest: an event read again may write, at a lower offset
+            topic, source_partition, offset = source
+            applied = (topic, source_partition), max(offset, self._applied_offset(partition, topic, source_partition))
+            batch.put(applied_key(topic, source_partition).encode(), str(applied[1]).encode())
         store: Any = self.data
         try:
             store._db_for_partition(partition).write(batch)
@@ -168,19 +177,67 @@ class PendingOrdersTable(RecordReader, faust.Table):
             raise StorageWriteFailed(str(exc)) from exc
         self.storage_failure = None  # the store took a batch: a partition still broken fails its next write
         self._read = {}  # what was read is stale now
+        if applied is not None:
+            self._applied[applied[0]] = applied[1]
+        for key in outcome.deletes:
+            self._to_changelog(partition, key, None)
+        for key, raw in encoded:
+            self._to_changelog(partition, key, raw)
+
+    def resend_if_read_again(self, restaurant_id: str, order_id: str, partition: int, source: Source) -> int:
+        """For an event that changed nothing: if this store already holds what it wrote, send that again.
+
+        A worker killed after an event's RocksDB batch and before its changelog records reached the broker
+        keeps the change in its store; the event was not committed (Faust flushes the producer before every
+        commit), so it is read again after the restart, and then changes nothing. Without this, the changelog
+        would never get the change, and the next worker to build the partition from it (a failover, a standby, a
+        new machine) would miss the order. An event at or below the newest offset of its topic partition written
+        here is such a re-read. What goes to the changelog again, as the store holds it (stamps included, so no
+        reader takes a record for newer than it is): the event's order, every pending order of the restaurant
+        (the batch that moved a one-value layout to records wrote all of them) and its head. Not the ring of
+        remembered resolutions nor the deletion of one it forgot: a rebuilt store then remembers a resolved
+        order longer, and loses none. A duplicate the upstream sent again has a new offset and sends nothing.
+        Returns how many records were queued; call it inside :meth:`applying`.
+        """
+        topic, source_partition, offset = source
+        if self.writes_held() or offset > self._applied_offset(partition, topic, source_partition):
+            return 0
+        store: Any = self.data
+        db = store._db_for_partition(partition)
+        own = order_key(restaurant_id, order_id).encode()
+        records = [(own, self.raw(own.decode()))]
+        prefix = orders_prefix(restaurant_id)
+        for key, raw in db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                break
+            if key != own and _RESOLUTION_FIELD not in raw:
+                records.append((key, raw))
+        records.append((head_key(restaurant_id).encode(), self.raw(head_key(restaurant_id))))
+        resent = 0
+        for key, raw in records:
+            if raw is not None:
+                self._to_changelog(partition, key.decode(), raw)
+                resent += 1
+        return resent
+
+    def _applied_offset(self, partition: int, topic: str, source_partition: int) -> int:
+        """The newest offset of ``topic[source_partition]`` written to ``partition``'s database (-1: none)."""
+        cached = self._applied.get((topic, source_partition))
+        if cached is not None:
+            return cached
+        store: Any = self.data
+        raw = store._db_for_partition(partition).get(applied_key(topic, source_partition).encode())
+        applied = self._applied[(topic, source_partition)] = int(raw) if raw is not None else -1
+        return applied
+
+    def _to_changelog(self, partition: int, key: str, raw: bytes | None) -> None:
+        """Queue one changelog record (``None``: a deletion) for the partition's hand-over."""
         if self._changelog_through_faust is None:
             self._changelog_through_faust = bool(self.app.in_transaction)
         if self._changelog_through_faust:
-            for key in outcome.deletes:
-                self.send_changelog(partition, key, None, value_serializer="raw")
-            for key, raw in encoded:
-                self.send_changelog(partition, key, raw)
-            return
-        add = self.changelog_outbox.add
-        for key in outcome.deletes:
-            add(partition, key.encode(), None)
-        for key, raw in encoded:
-            add(partition, key.encode(), raw)
+            self.send_changelog(partition, key, raw, value_serializer="raw")
+        else:
+            self.changelog_outbox.add(partition, key.encode(), raw)
 
     async def send_written(self) -> None:
         """Hand the changelog records of the writes so far to the producer; call it before the event is done."""
@@ -188,7 +245,7 @@ class PendingOrdersTable(RecordReader, faust.Table):
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> Any:
         sent = super().send_changelog(*args, **kwargs)
-        self.changelog_outbox.track(sent)
+        sent.add_done_callback(retrieve_failure)
         return sent
 
     def _on_changelog_sent(self, fut: Any) -> None:
@@ -276,36 +333,9 @@ class PendingOrdersTable(RecordReader, faust.Table):
                 db.delete_range(b"", _PAST_EVERY_KEY)
                 wiped += 1
         getattr(self.data, "_key_index", {}).clear()  # Faust's key -> partition cache
+        self._applied.clear()  # the stored offsets are gone with the rest
         self.changelog_outbox.discard()  # records of writes to the store just wiped: the events are read again
         return wiped
-
-    # -- the local store across restarts (tables/clean_stop.py) ---------------------------------------------
-
-    async def forget_local_store_unless_stopped_clean(self) -> list[Path]:
-        """At start, before a partition opens: take the table directory for this process, then remove the stores
-        unless the last run stopped clean. Returns the stores removed."""
-        tabledir = Path(self.app.conf.tabledir)
-        self._directory_lock = await clean_stop.hold_table_directory(tabledir, self.name)
-        return clean_stop.forget_unless_stopped_clean(tabledir, self.name)
-
-    @property
-    def holds_its_directory(self) -> bool:
-        """Whether this process checked the stores at start (a worker does; a client never opens them)."""
-        return self._directory_lock is not None
-
-    def mark_stopped_clean(self) -> str | None:
-        """Once the producer stopped: vouch for the stores if the broker took every changelog record.
-
-        Returns why it did not, or None once the marker is written. Never under exactly-once processing: records
-        the broker took may belong to a transaction that was aborted (a revoked producer is stopped without
-        committing), and readers skip those.
-        """
-        if self._changelog_through_faust or self.app.in_transaction:
-            return "exactly-once processing"
-        if not self.changelog_outbox.all_delivered():
-            return "changelog records the broker never took"
-        clean_stop.mark_stopped_clean(Path(self.app.conf.tabledir), self.name)
-        return None
 
     def _databases(self) -> list[Any]:
         """The open RocksDB database of each partition this worker holds (Faust's store keeps one per partition)."""

@@ -111,13 +111,13 @@ class RefusingTable(MemoryTable):
         self.failures = failures
         self.storage_failure: str | None = None
 
-    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0) -> None:
+    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0, source: object = None) -> None:
         if self.failures:
             self.failures -= 1
             self.storage_failure = "IO error: No space left on device"
             raise StorageWriteFailed(self.storage_failure)
         self.storage_failure = None
-        super().write(outcome, generation, partition)
+        super().write(outcome, generation, partition, source)
 
 
 async def test_a_store_that_refuses_writes_holds_the_event_until_it_is_written(
@@ -155,3 +155,43 @@ async def test_while_one_agent_holds_a_refused_event_the_other_waits_and_applies
 
     assert table.state_of("42").pending == () and table.state_of("42").seq == 2
     assert [type(c).__name__ for _, c in published] == ["OrderAdded", "OrderResolved"]
+
+
+class RereadingTable(MemoryTable):
+    """Records where writes came from and what was asked to be sent again; pretends two records went out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: list[object] = []
+        self.resends: list[tuple[str, str, int, object]] = []
+        self.handed_over = 0
+
+    def write(self, outcome: Outcome, generation: int = 0, partition: int = 0, source: object = None) -> None:
+        self.sources.append(source)
+        super().write(outcome, generation, partition, source)
+
+    def resend_if_read_again(self, restaurant_id: str, order_id: str, partition: int, source: object) -> int:
+        self.resends.append((restaurant_id, order_id, partition, source))
+        return 2
+
+    async def send_written(self) -> None:
+        self.handed_over += 1
+
+
+async def test_an_event_that_changes_nothing_asks_the_table_to_send_its_records_again_before_it_is_done(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: DeadLetters, published: list[tuple[str, Change]]
+) -> None:
+    """The agent's half of tables/storage.py ``resend_if_read_again``: the event's place goes with every write,
+    and an event that changed nothing hands what the table queued to the producer before it is acknowledged."""
+    table = RereadingTable()
+    monkeypatch.setattr(agents, "pending_orders", table)
+    place = ("partner-stream-orders-by-restaurant", 3, 17)
+    resent = REGISTRY.get_sample_value("partner_stream_changelog_records_resent_total") or 0.0
+
+    await agents.handle_internal(internal_created("o1"))
+    assert table.sources == [place] and table.resends == [] and table.handed_over == 1
+
+    await agents.handle_internal(internal_created("o1"))  # read again: changes nothing
+    assert table.sources == [place] and table.resends == [("42", "o1", 3, place)] and table.handed_over == 2
+    assert REGISTRY.get_sample_value("partner_stream_changelog_records_resent_total") == resent + 2
+    assert len(published) == 1 and dead_letters.sent == []

@@ -128,7 +128,7 @@ async def test_a_fence_between_the_check_and_the_write_leaves_the_event_for_the_
     """The table refuses the write (WritesHeld): the event is left like any other, never dead-lettered as poison."""
 
     class FencedAtTheWrite(MemoryTable):
-        def write(self, outcome: Any, generation: int = 0, partition: int = 0) -> None:
+        def write(self, outcome: Any, generation: int = 0, partition: int = 0, source: object = None) -> None:
             raise WritesHeld("fenced")
 
     dead_letters = DeadLetters()
@@ -175,26 +175,3 @@ async def test_writes_are_released_when_the_rebalance_after_the_fence_has_rebuil
     fence.local_state_suspect = False  # the revoke of the next rebalance emptied the store
     await runtime.write_again_once_rebuilt(None)
     assert not fence.writes_held  # before Faust resumes the partitions: no event of the new assignment is skipped
-
-
-@pytest.mark.parametrize("state", ["writes_held", "local_state_suspect"])
-async def test_a_worker_stopped_while_fenced_never_marks_its_stores_clean(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, state: str
-) -> None:
-    """Its store holds writes whose changelog records it dropped: the next start must rebuild it
-    (tables/clean_stop.py), even though the broker "answered" for every record it was given."""
-    from partner_stream.app import app, pending_orders
-
-    marked: list[bool] = []
-    monkeypatch.setattr(pending_orders, "_directory_lock", 99)  # this process checked its stores at start
-    monkeypatch.setattr(pending_orders, "mark_stopped_clean", lambda: marked.append(True))
-    fence = Fence(silence_limit=5.0)
-    if state == "writes_held":
-        fence.held_since = 1.0
-    else:
-        fence.local_state_suspect = True
-    monkeypatch.setattr(app, "fence", fence)
-    with caplog.at_level(logging.WARNING):
-        await app.on_shutdown()
-    assert marked == []
-    assert "stopping pending-orders unclean (fenced" in caplog.text

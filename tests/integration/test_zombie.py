@@ -322,8 +322,8 @@ async def test_a_worker_killed_before_its_changelog_records_left_loses_no_order_
     """The order is in the worker's RocksDB and its changelog records are still on their way (the proxy holds
     them, as a request in flight at the crash) when the worker is SIGKILLed. It starts again from its data dir
     and reads the uncommitted event again; later its data dir is gone (a new machine, a moved pod) and the table
-    comes from the changelog alone. The order must be there: the restart must have written it to the
-    changelog, though its store already held it."""
+    comes from the changelog alone. The order must be there: the restart must have sent it to the changelog
+    again, though its store already held it (tables/storage.py, ``resend_if_read_again``)."""
     broker, proxy = proxied
     async with scenario(broker, tmp_path, artifacts_dir, "ps-unsent", ["u1"]) as run:
         (w1,) = run.workers
@@ -340,6 +340,8 @@ async def test_a_worker_killed_before_its_changelog_records_left_loses_no_order_
         )
         await w1.kill()
         proxy.release("u1")
+        key, head = order_key(restaurant, "o1").encode(), restaurant.encode()
+        assert not any(record.key == key for record in await read_changelog(broker, run.changelog))
 
         await w1.start()
         await eventually(
@@ -348,14 +350,14 @@ async def test_a_worker_killed_before_its_changelog_records_left_loses_no_order_
             what="the restarted worker to read the uncommitted event again",
         )
         assert order_ids(await pending(w1, restaurant)) == ["o1"]
-        key = order_key(restaurant, "o1").encode()
-        in_changelog = await eventually(
+        await eventually(
             lambda: read_changelog(broker, run.changelog),
-            lambda records: any(record.key == key for record in records),
+            lambda records: {key, head} <= {record.key for record in records},
             timeout=30,
-            what="the order's record in the changelog",
+            what="the order's record and its restaurant's head in the changelog",
         )
-        assert in_changelog
+        resent = await w1.metric_samples("partner_stream_changelog_records_resent")
+        assert sum(sample.value for sample in resent) >= 2  # the order's record and its restaurant's head
         await w1.stop()
 
         shutil.rmtree(w1.data_dir)

@@ -32,7 +32,7 @@ from partner_stream_tables.storage import (
 )
 from partner_stream_tables.transitions import Outcome, apply_event
 
-from .test_transitions import MEMORY, created, run
+from .test_transitions import MEMORY, accepted, created, run
 
 
 def test_records_round_trip_through_their_bytes() -> None:
@@ -91,6 +91,7 @@ def bare_table(db: Any) -> tuple[PendingOrdersTable, list[str]]:
     table.writes_held = lambda: False
     table._applying, table._read = None, {}
     table._changelog_through_faust = False
+    table._applied = {}
     table.changelog_outbox = RecordingOutbox(sent)
     return table, sent
 
@@ -157,12 +158,14 @@ def test_wiping_the_local_store_after_a_fence_leaves_nothing_for_recovery_to_mer
         db[keys.order_key("\u00e9\u00e8", "o").encode()] = b"an order of a restaurant with a non-ASCII ID"
     store._dbs = {0: dbs[0], 1: dbs[1]}  # type: ignore[attr-defined]
     table._data = store  # type: ignore[attr-defined]
+    table._applied = {("order-created", 0): 17}
     table.changelog_outbox = ChangelogOutbox(producer=lambda: None, topic=lambda: "changelog", on_sent=print)
     table.changelog_outbox.add(0, b"42", b"a head the changelog would get after the wipe")
     assert table.wipe_local_store() == 2
     assert len(table.changelog_outbox) == 0
     assert all(list(db.keys()) == [] for db in dbs)
     assert store._key_index == {}  # type: ignore[attr-defined]
+    assert table._applied == {}  # its stored offsets went with the rest
 
 
 def test_reads_while_applying_go_to_the_events_partition_and_are_not_stale_after_the_write(tmp_path: Path) -> None:
@@ -198,3 +201,82 @@ def test_a_fenced_worker_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(WritesHeld):
         table.write(apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY), 3, 0)
     assert sent == [] and list(db.keys()) == []
+
+
+class ValueRecordingOutbox(RecordingOutbox):
+    """Also keeps each record's bytes, to compare what is sent again with what the store holds."""
+
+    def __init__(self, sent: list[str]) -> None:
+        super().__init__(sent)
+        self.values: list[bytes | None] = []
+
+    def add(self, partition: int, key: bytes, value: bytes | None) -> None:
+        super().add(partition, key, value)
+        self.values.append(value)
+
+
+def test_an_event_read_again_after_a_crash_sends_its_records_again_and_a_new_duplicate_does_not(
+    tmp_path: Path,
+) -> None:
+    """The worker died after the RocksDB batch and before the changelog took the records: the event, read again
+    from the same offset, changes nothing, so the store's current records go to the changelog again."""
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, sent = bare_table(db)
+    outbox = table.changelog_outbox = ValueRecordingOutbox(sent)
+    with table.applying(0):
+        table.write(apply_event(table, created("a"), resolved_memory=MEMORY), 3, 0, ("order-created", 0, 17))
+    stored = {key: db[key.encode()] for key in (keys.order_key("42", "a"), "42")}
+    sent.clear()
+    outbox.values.clear()
+
+    with table.applying(0):
+        assert apply_event(table, created("a"), resolved_memory=MEMORY).is_noop
+        assert table.resend_if_read_again("42", "a", 0, ("order-created", 0, 17)) == 2
+    assert sent == [keys.order_key("42", "a"), "42"]
+    assert outbox.values == [stored[keys.order_key("42", "a")], stored["42"]]  # unchanged, stamps included
+
+    sent.clear()
+    with table.applying(0):
+        assert table.resend_if_read_again("42", "a", 0, ("order-created", 0, 18)) == 0  # the upstream sent it twice
+        assert table.resend_if_read_again("42", "a", 0, ("order-accepted", 0, 5)) == 0  # nothing written from there
+    assert sent == []
+
+
+def test_a_resolution_read_again_sends_the_order_the_other_pending_orders_and_the_head(tmp_path: Path) -> None:
+    """Every pending order goes again (a batch that moved a one-value layout to records wrote all of them)."""
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, sent = bare_table(db)
+    events = [(created("a"), 10), (created("b"), 11), (created("c"), 12), (accepted("b"), 13)]
+    for event, offset in events:
+        with table.applying(0):
+            table.write(apply_event(table, event, resolved_memory=MEMORY), 3, 0, ("t", 0, offset))
+    sent.clear()
+    with table.applying(0):
+        assert apply_event(table, accepted("b"), resolved_memory=MEMORY).is_noop
+        assert table.resend_if_read_again("42", "b", 0, ("t", 0, 13)) == 4
+    assert sent == [keys.order_key("42", "b"), keys.order_key("42", "a"), keys.order_key("42", "c"), "42"]
+
+
+def test_the_stored_offset_never_goes_back_when_an_event_read_again_writes(tmp_path: Path) -> None:
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, _ = bare_table(db)
+    with table.applying(0):
+        table.write(apply_event(table, created("a"), resolved_memory=MEMORY), 3, 0, ("t", 0, 20))
+    with table.applying(0):
+        table.write(apply_event(table, created("b"), resolved_memory=MEMORY), 3, 0, ("t", 0, 15))
+    assert db[keys.applied_key("t", 0).encode()] == b"20"
+    table._applied.clear()  # a new process reads it from the database
+    with table.applying(0):
+        assert table.resend_if_read_again("42", "a", 0, ("t", 0, 19)) > 0
+
+
+def test_the_applied_offset_stays_local_and_is_no_restaurants_record(tmp_path: Path) -> None:
+    db = rocksdict.Rdict(str(tmp_path / "db"), options=rocksdict.Options(raw_mode=True))
+    table, sent = bare_table(db)
+    table.write(apply_event(MemoryTable(), created("a"), resolved_memory=MEMORY), 3, 0, ("o", 0, 17))
+    applied = keys.applied_key("o", 0).encode()  # a topic named "o" must not look like an order key
+    assert db[applied] == b"17" and applied.decode() not in sent
+    assert not keys.is_order_key(applied) and not keys.is_head_key(applied)
+    table.writes_held = lambda: True
+    with table.applying(0):
+        assert table.resend_if_read_again("42", "a", 0, ("o", 0, 17)) == 0  # fenced: nothing goes out
