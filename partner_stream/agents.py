@@ -194,33 +194,35 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
     source = (message.topic, partition, message.offset)
     refused: StorageWriteFailed | None = None
     resent = 0
+    outcome: Outcome | None = None
     with pending_orders.applying(partition):
-        outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
-        metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
-        if outcome.is_noop:
-            # Read again after a crash, its records may never have reached the changelog (tables/storage.py).
-            resent = pending_orders.resend_if_read_again(
-                order_event.restaurant_id, order_event.order_id, partition, source
-            )
-        else:
-            try:
+        try:
+            # A partition still closed after a full disk refuses reads too: held like a refused write.
+            outcome = apply_event(pending_orders, order_event, resolved_memory=settings.resolved_memory)
+            metrics.events_applied(kind=order_event.kind.value, changed=str(outcome.change is not None)).inc()
+            if outcome.is_noop:
+                # Read again after a crash, its records may never have reached the changelog (tables/storage.py).
+                resent = pending_orders.resend_if_read_again(
+                    order_event.restaurant_id, order_event.order_id, partition, source
+                )
+            else:
                 pending_orders.write(outcome, generation, partition, source)
-            except StorageWriteFailed as exc:
-                refused = exc
-            except WritesHeld:  # fenced since the check above: read again after the rejoin, never dead-lettered
-                metrics.EVENTS_LEFT_WHILE_FENCED.inc()
-                return
+        except StorageWriteFailed as exc:
+            refused = exc
+        except WritesHeld:  # fenced since the check above: read again after the rejoin, never dead-lettered
+            metrics.EVENTS_LEFT_WHILE_FENCED.inc()
+            return
+    if refused is not None:
+        outcome = await write_when_the_store_recovers(order_event, generation, source, refused)
+        if outcome is None:
+            return
+    assert outcome is not None
     if outcome.is_noop:
         tell_outcome_listeners(order_event, outcome)
         if resent:
             metrics.CHANGELOG_RECORDS_RESENT.inc(resent)
             await pending_orders.send_written()
         return
-    if refused is not None:
-        retried = await write_when_the_store_recovers(order_event, generation, source, refused)
-        if retried is None:
-            return
-        outcome = retried
     if outcome.change is not None:
         for listener in change_listeners:
             try:

@@ -195,3 +195,36 @@ async def test_an_event_that_changes_nothing_asks_the_table_to_send_its_records_
     assert table.sources == [place] and table.resends == [("42", "o1", 3, place)] and table.handed_over == 2
     assert REGISTRY.get_sample_value("partner_stream_changelog_records_resent_total") == resent + 2
     assert len(published) == 1 and dead_letters.sent == []
+
+
+class ClosedPartitionTable(MemoryTable):
+    """A partition whose database is still closed after a full disk while the store as a whole takes writes
+    again (another partition's write cleared ``storage_failure``): its first reads refuse, as
+    tables/storage.py ``_ClosedPartition`` does, until it is reopened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = True
+
+    def raw(self, key: str) -> bytes | None:
+        if self.closed:
+            raise StorageWriteFailed("partition store closed after a failed write: No space left on device")
+        return super().raw(key)
+
+    def reopen(self, partition: int) -> None:
+        self.closed = False
+
+
+async def test_an_event_on_a_partition_still_closed_after_a_full_disk_is_held_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch, dead_letters: DeadLetters, published: list[tuple[str, Change]]
+) -> None:
+    """Reading the event's records fails like the write would: it is the store's fault, not the event's."""
+    table = ClosedPartitionTable()
+    monkeypatch.setattr(agents, "pending_orders", table)
+    monkeypatch.setattr(agents, "STORE_RETRY_FIRST", 0.01)
+
+    await agents.handle_internal(internal_created("o1"))
+
+    assert dead_letters.sent == []
+    assert [o.order_id for o in table.state_of("42").pending] == ["o1"]
+    assert [c.order.order_id for _, c in published] == ["o1"]
