@@ -187,9 +187,9 @@ async def apply_to_table(event: EventT, order_event: AnyOrderEvent) -> None:
         await wait_for_the_store()
         if left_for_the_rejoin():  # fenced while waiting
             return
-    # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
-    generation = event.message.generation_id or 0
     message = event.message
+    # Stamped with the generation the event was read in: a newer owner's records always win (tables/stamps.py).
+    generation = message.generation_id or 0
     partition = message.partition
     source = (message.topic, partition, message.offset)
     refused: StorageWriteFailed | None = None

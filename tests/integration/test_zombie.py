@@ -348,7 +348,7 @@ async def test_a_worker_killed_before_its_changelog_records_left_loses_no_order_
         await w1.kill()
         proxy.release("u1")
         key, head = order_key(restaurant, "o1").encode(), restaurant.encode()
-        assert not any(record.key == key for record in await read_changelog(broker, run.changelog))
+        assert not any(record.key == key for record in await read_topic(broker, run.changelog))
 
         await w1.start()
         await eventually(
@@ -358,7 +358,7 @@ async def test_a_worker_killed_before_its_changelog_records_left_loses_no_order_
         )
         assert order_ids(await pending(w1, restaurant)) == ["o1"]
         await eventually(
-            lambda: read_changelog(broker, run.changelog),
+            lambda: read_topic(broker, run.changelog),
             lambda records: {key, head} <= {record.key for record in records},
             timeout=30,
             what="the order's record and its restaurant's head in the changelog",
@@ -416,7 +416,7 @@ async def probe_snapshots(worker: Worker, restaurant: str, answers: list[tuple[f
 async def changelog_regressions(broker: EmbeddedBroker, topic: str) -> tuple[int, int]:
     """Replay the changelog as the store does (newest stamp wins); count heads whose seq went back, and raw
     records older than what their key already held."""
-    records = await read_changelog(broker, topic)
+    records = await read_topic(broker, topic)
     newest: dict[bytes, Any] = {}
     effective = raw = 0
     for record in records:
@@ -436,15 +436,15 @@ async def changelog_regressions(broker: EmbeddedBroker, topic: str) -> tuple[int
     return effective, raw
 
 
-async def read_changelog(broker: EmbeddedBroker, topic: str) -> list[Any]:
-    """Every record of the changelog topic, up to each partition's stored end."""
+async def read_topic(broker: EmbeddedBroker, topic: str) -> list[Any]:
+    """Every record of ``topic``, up to each partition's stored end."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest", fetch_max_wait_ms=50
     )
     await consumer.start()
     try:
         records: list[Any] = []
-        partitions = await eventually(lambda: _assigned(consumer, records), bool, what="changelog partitions")
+        partitions = await eventually(lambda: _assigned(consumer, records), bool, what=f"{topic} partitions")
         # Workers write changelog records in batches; Tansu's ListOffsets counts a batch as one record.
         end = await stored_end_offsets(consumer._client, await consumer.end_offsets(list(partitions)))
 
@@ -468,15 +468,7 @@ async def _assigned(consumer: AIOKafkaConsumer, records: list[Any]) -> set[Any]:
 
 async def dump_changelog(broker: EmbeddedBroker, topic: str, into: Path) -> None:
     """On failure: every changelog record (partition, offset, key, stamp, start of the value), for diagnosis."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=broker.bootstrap, auto_offset_reset="earliest")
-    await consumer.start()
-    records: list[Any] = []
-    try:
-        await eventually(lambda: _assigned(consumer, records), bool, what="changelog partitions")
-        while batches := await consumer.getmany(timeout_ms=500):
-            records += [r for batch in batches.values() for r in batch]
-    finally:
-        await consumer.stop()
+    records = await read_topic(broker, topic)
     lines = [
         f"{r.partition} {r.offset} {r.timestamp} {r.key!r} {stamp_of(r.value) if r.value else None} "
         f"{payload_of(r.value)[:120] if r.value else None}"
